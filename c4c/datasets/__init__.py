@@ -1,0 +1,1 @@
+"""Annotation readers: one per dataset format, all producing :class:`VideoRecord`."""

@@ -1,0 +1,52 @@
+"""LSMDC annotations.
+
+Files read from the dataset folder (whichever exist, at least one):
+
+* ``LSMDC16_annos_training.csv`` (train), ``LSMDC16_annos_val.csv`` (val) and
+  ``LSMDC16_challenge_1000_publictect.csv`` (test; the name is spelled this way).
+
+Each is tab-separated with no header and exactly six fields per line: ``clip_id, start_aligned,
+end_aligned, start_extracted, end_extracted, sentence``. Only the clip id and sentence are used: the
+clip file already is the clip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from c4c.datasets.records import VideoRecord, check_video_id
+from c4c.datasets.registry import dataset_dir, iter_text_lines
+from c4c.errors import C4CError
+
+SPLIT_FILES = {
+    "train": "LSMDC16_annos_training.csv",
+    "val": "LSMDC16_annos_val.csv",
+    "test": "LSMDC16_challenge_1000_publictect.csv",
+}
+N_FIELDS = 6
+
+
+def read_lsmdc(path: str | Path) -> list[VideoRecord]:
+    """Read LSMDC: one record per line (clip id, one sentence), splits in train/val/test order."""
+    folder = dataset_dir(path)
+    files = {split: folder / name for split, name in SPLIT_FILES.items() if (folder / name).is_file()}
+    if not files:
+        raise C4CError(f"no LSMDC annotation files found (expected {', '.join(SPLIT_FILES.values())})",
+                       path=folder)
+    records = []
+    for split, file_path in files.items():
+        for line, text in iter_text_lines(file_path):
+            text = text.strip()
+            if not text:
+                continue
+            fields = text.split("\t")
+            if len(fields) != N_FIELDS:
+                raise C4CError(f"expected {N_FIELDS} tab-separated fields, found {len(fields)}",
+                               path=file_path, line=line,
+                               hint="clip_id, start/end aligned, start/end extracted, sentence")
+            clip_id = check_video_id(fields[0], path=str(file_path), line=line)
+            sentence = fields[5].strip()
+            if not sentence:
+                raise C4CError(f"empty sentence for clip {clip_id!r}", path=file_path, line=line)
+            records.append(VideoRecord(video_id=clip_id, captions=[sentence], split=split))
+    return records

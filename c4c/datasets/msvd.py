@@ -1,0 +1,85 @@
+"""MSVD annotations.
+
+Files read from the dataset folder:
+
+* ``train_list.txt``, ``val_list.txt``, ``test_list.txt``: one video id per line (whichever exist);
+* ``raw-captions.pkl``: a pickled dict ``video_id -> [caption, ...]``, each caption a list of word
+  tokens (joined with single spaces here) or already a string.
+
+The pickle is loaded with an unpickler that refuses every class and function, so a tampered file
+cannot run code: plain dicts, lists and strings need none.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from c4c.datasets.records import VideoRecord, check_video_id
+from c4c.datasets.registry import dataset_dir, iter_text_lines, require_file
+from c4c.errors import C4CError
+
+LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
+CAPTIONS_PKL = "raw-captions.pkl"
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Unpickler for plain data: any class or function reference is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def read_msvd(path: str | Path) -> list[VideoRecord]:
+    """Read MSVD: one record per listed video with all its captions, in list order."""
+    folder = dataset_dir(path)
+    lists = {split: folder / name for split, name in LIST_FILES.items() if (folder / name).is_file()}
+    if not lists:
+        raise C4CError(f"no MSVD split lists found (expected {', '.join(LIST_FILES.values())})",
+                       path=folder)
+    pickle_path = require_file(folder, CAPTIONS_PKL)
+    captions = _load_captions(pickle_path)
+
+    records = []
+    for split, list_path in lists.items():
+        for line, text in iter_text_lines(list_path):
+            video_id = text.strip()
+            if not video_id:
+                continue
+            check_video_id(video_id, path=str(list_path), line=line)
+            if video_id not in captions:
+                raise C4CError(f"video {video_id!r} has no captions in {CAPTIONS_PKL}",
+                               path=list_path, line=line)
+            video_captions = _caption_texts(captions[video_id], video_id, pickle_path)
+            records.append(VideoRecord(video_id=video_id, captions=video_captions, split=split))
+    return records
+
+
+def _load_captions(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            data = _DataOnlyUnpickler(handle, encoding="utf-8").load()
+    except OSError as error:
+        raise C4CError(f"cannot read the file: {error.strerror}", path=path) from None
+    except Exception as error:  # any failure to decode the data is a bad file, not a bug here
+        raise C4CError(f"not a plain captions pickle ({error})", path=path,
+                       hint="expected a dict of video id -> list of captions") from None
+    if not isinstance(data, dict):
+        raise C4CError(f"expected a dict of video id -> captions, found {type(data).__name__}", path=path)
+    return data
+
+
+def _caption_texts(raw: Any, video_id: str, path: Path) -> list[str]:
+    """Captions of one video as strings: token lists are joined with single spaces."""
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise C4CError(f"captions of {video_id!r} must be a non-empty list", path=path)
+    texts = []
+    for caption in raw:
+        if isinstance(caption, str):
+            texts.append(caption)
+        elif isinstance(caption, (list, tuple)) and all(isinstance(token, str) for token in caption):
+            texts.append(" ".join(caption))
+        else:
+            raise C4CError(f"a caption of {video_id!r} is neither a string nor a list of words", path=path)
+    return texts

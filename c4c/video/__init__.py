@@ -1,0 +1,1 @@
+"""Video decoding with ffmpeg and the HDF5 frame store."""
