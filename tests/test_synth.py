@@ -185,9 +185,9 @@ def test_shape_moves_in_the_captioned_directions(made, decoded):
             span = WIDTH if dx else HEIGHT
             assert 0.3 * span < along < 0.5 * span, (v["video_id"], motion, step)
             assert across < 1.5, (v["video_id"], motion, step)
-            # monotone: every frame of the move is further along than the previous one
+            # monotone: no frame of the move steps back (slow moves may pause on a pixel)
             path = (c[a:b + 1] * (dx, dy)).sum(1)
-            assert (np.diff(path) > 0).all(), (v["video_id"], motion)
+            assert (np.diff(path) > -0.5).all(), (v["video_id"], motion)
 
 
 def test_order_contrast_pair_decodes_to_reversed_frames(made, decoded):
@@ -287,6 +287,18 @@ def test_invalid_config_is_a_user_error(change, tmp_path):
     with pytest.raises(C4CError):
         synth.run(replace(small_config(tmp_path), **change))
     assert not (tmp_path / "synth.json").exists()
+
+
+def test_ffmpeg_failure_is_a_user_error_with_its_message_and_leaves_no_file(tmp_path, monkeypatch):
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho 'Unknown encoder libx264' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(synth, "ffmpeg_exe", lambda: str(fake))
+    out = tmp_path / "data"
+    with pytest.raises(C4CError, match="exit code 3.*Unknown encoder libx264"):
+        synth.run(small_config(out, videos=2))
+    assert list((out / "videos").iterdir()) == []
+    assert not (out / "annotations.jsonl").exists()
 
 
 def test_reading_a_file_that_is_not_synth_metadata_is_a_user_error(tmp_path):

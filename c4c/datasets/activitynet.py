@@ -84,7 +84,8 @@ def _record(source_name: str, entry: object, split: str, path: Path) -> VideoRec
     spans = []
     for span in timestamps:
         if not isinstance(span, list) or len(span) != 2 or not all(is_number(t) for t in span):
-            raise C4CError(f"entry {source_name!r} has a timestamp that is not a [start, end] pair", path=path)
+            raise C4CError(f"entry {source_name!r} has a timestamp that is not a [start, end] pair",
+                           path=path)
         spans.append([float(span[0]), float(span[1])])
     paragraph = " ".join(sentence.strip() for sentence in sentences if sentence.strip())
     if not paragraph:

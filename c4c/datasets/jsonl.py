@@ -36,7 +36,8 @@ def read_jsonl(path: str | Path) -> list[VideoRecord]:
         try:
             item = json.loads(text)
         except json.JSONDecodeError as error:
-            raise C4CError(f"invalid JSON: {error.msg} (column {error.colno})", path=path, line=line) from None
+            raise C4CError(f"invalid JSON: {error.msg} (column {error.colno})", path=path,
+                           line=line) from None
         if not isinstance(item, dict):
             raise C4CError("expected a JSON object on each line", path=path, line=line)
         video_id, caption, split = item.get("video_id"), item.get("caption"), item.get("split")

@@ -216,11 +216,9 @@ def _open_or_create_store(out: Path, settings: store.StoreSettings) -> None:
     if out.exists():
         have = store.read_settings(out)
         if have != settings:
-            raise C4CError(
-                f"already holds frames extracted with fps={have.fps:g} size={have.size} codec={have.codec} "
-                f"(jpeg quality {have.jpeg_quality}); this run asks fps={settings.fps:g} size={settings.size} "
-                f"codec={settings.codec} (jpeg quality {settings.jpeg_quality})",
-                path=out, hint="use the same settings to resume, or another --out")
+            raise C4CError(f"already holds frames extracted with {have.describe()}; this run asks "
+                           f"{settings.describe()}",
+                           path=out, hint="use the same settings to resume, or another --out")
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         store.create_store(out, settings)

@@ -403,7 +403,7 @@ def _encode(frames: Iterable[np.ndarray], target: Path, config: SynthConfig) -> 
             pass  # ffmpeg stopped early; its exit code and stderr say why
         code = proc.wait()
         reader.join()
-        if code != 0 or tmp.stat().st_size == 0:
+        if code != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             detail = " | ".join(line for line in tail if line) or "no message"
             raise C4CError(f"ffmpeg failed to encode {target.name} (exit code {code}): {detail}",
                            path=target)

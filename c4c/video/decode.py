@@ -236,7 +236,7 @@ def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
     from PIL import Image
 
     out = io.BytesIO()
-    Image.fromarray(frame, "RGB").save(out, format="JPEG", quality=int(quality))
+    Image.fromarray(frame, "RGB").save(out, format="JPEG", quality=int(quality), subsampling=0)
     return out.getvalue()
 
 

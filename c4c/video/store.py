@@ -50,9 +50,18 @@ class StoreSettings:
     codec: str = "jpeg"
     jpeg_quality: int = 95
 
+    def __post_init__(self) -> None:
+        if self.codec != "jpeg":  # quality means nothing for raw frames; keep comparisons honest
+            object.__setattr__(self, "jpeg_quality", 0)
+
+    def describe(self) -> str:
+        """``fps=1 size=224 codec=jpeg (quality 95)``, for messages."""
+        text = f"fps={self.fps:g} size={self.size} codec={self.codec}"
+        return text + (f" (quality {self.jpeg_quality})" if self.codec == "jpeg" else "")
+
     def as_attrs(self) -> dict:
         return {"fps": float(self.fps), "size": int(self.size), "codec": self.codec,
-                "jpeg_quality": int(self.jpeg_quality) if self.codec == "jpeg" else 0}
+                "jpeg_quality": int(self.jpeg_quality)}
 
 
 def _h5py():

@@ -1,0 +1,118 @@
+"""The HDF5 frame store: layout, validation, staged parts and atomic merges."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from c4c.errors import C4CError
+from c4c.video import store
+from c4c.video.decode import SampledVideo, VideoInfo, encode_jpeg
+
+
+def _sample(t: int, size: int = 8, codec: str = "raw", seed: int = 0) -> SampledVideo:
+    frames = np.random.default_rng(seed).integers(0, 256, (t, size, size, 3), dtype=np.uint8)
+    data = frames if codec == "raw" else [encode_jpeg(f, 95) for f in frames]
+    return SampledVideo(frames=data, timestamps=np.arange(t, dtype=np.float32),
+                        info=VideoInfo(duration=float(t), fps=30.0, width=32, height=24))
+
+
+def _store_with(tmp_path, videos: dict[str, int], codec: str = "raw"):
+    settings = store.StoreSettings(fps=1.0, size=8, codec=codec)
+    path = tmp_path / "frames.h5"
+    store.create_store(path, settings)
+    parts = store.parts_dir_for(path)
+    for i, (vid, t) in enumerate(videos.items()):
+        store.write_part(parts, vid, _sample(t, codec=codec, seed=i), settings, f"/src/{vid}.mp4")
+    store.merge_parts(path, store.list_parts(parts))
+    return path, settings
+
+
+def test_layout_matches_the_documented_contract(tmp_path):
+    path, _ = _store_with(tmp_path, {"a": 3})
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "c4c-frames" and f.attrs["format_version"] == 1
+        assert f.attrs["codec"] == "raw" and f.attrs["size"] == 8 and f.attrs["fps"] == 1.0
+        g = f["videos/a"]
+        assert g["frames"].shape == (3, 8, 8, 3) and g["frames"].dtype == np.uint8
+        assert g["timestamps"].dtype == np.float32
+        assert g.attrs["source_path"] == "/src/a.mp4" and g.attrs["num_frames"] == 3
+
+
+def test_read_returns_requested_frames_in_requested_order(tmp_path):
+    path, _ = _store_with(tmp_path, {"a": 5})
+    expected = _sample(5).frames
+    with store.FrameStore(path) as fs:
+        np.testing.assert_array_equal(fs.read("a"), expected)
+        np.testing.assert_array_equal(fs.read("a", [4, 0, 4, 2]), expected[[4, 0, 4, 2]])
+        np.testing.assert_array_equal(fs.timestamps("a"), [0, 1, 2, 3, 4])
+        assert fs.ids() == ["a"] and "a" in fs and len(fs) == 1
+        with pytest.raises(IndexError):
+            fs.read("a", [5])
+
+
+def test_jpeg_store_decodes_to_rgb(tmp_path):
+    path, _ = _store_with(tmp_path, {"a": 2}, codec="jpeg")
+    with store.FrameStore(path) as fs:
+        frames = fs.read("a")
+    assert frames.shape == (2, 8, 8, 3) and frames.dtype == np.uint8
+    assert np.abs(frames.astype(int) - _sample(2).frames.astype(int)).mean() < 40
+
+
+def test_merge_never_adds_a_video_twice(tmp_path):
+    path, settings = _store_with(tmp_path, {"a": 2, "b": 3})
+    parts = store.parts_dir_for(path)
+    # a part left behind by a run killed after its merge renamed the store
+    store.write_part(parts, "a", _sample(7), settings, "/src/a.mp4")
+    added = store.merge_parts(path, store.list_parts(parts))
+    assert added == 0
+    with store.FrameStore(path) as fs:
+        assert fs.ids() == ["a", "b"] and fs.num_frames("a") == 2
+    assert not list(parts.glob("*.h5"))
+
+
+def test_leftover_temp_parts_are_removed(tmp_path):
+    parts = tmp_path / "x.parts"
+    parts.mkdir()
+    (parts / "abc.h5.tmp-123").write_bytes(b"half")
+    (parts / "bad.h5").write_bytes(b"not hdf5")
+    assert store.list_parts(parts) == {}
+    assert not any(parts.iterdir())
+
+
+def test_a_file_that_is_not_a_store_is_rejected(tmp_path):
+    p = tmp_path / "x.h5"
+    p.write_text("hello")
+    with pytest.raises(C4CError, match="not a readable HDF5 file"):
+        store.FrameStore(p)
+    with h5py.File(tmp_path / "y.h5", "w") as f:
+        f.attrs["format"] = "something-else"
+    with pytest.raises(C4CError, match="not a c4c frame store"):
+        store.FrameStore(tmp_path / "y.h5")
+    with pytest.raises(C4CError, match="not found"):
+        store.FrameStore(tmp_path / "missing.h5")
+
+
+def test_a_newer_format_version_is_refused(tmp_path):
+    path, _ = _store_with(tmp_path, {"a": 1})
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 99
+    with pytest.raises(C4CError, match="newer than this c4c supports"):
+        store.FrameStore(path)
+
+
+def test_missing_video_is_a_clear_error(tmp_path):
+    path, _ = _store_with(tmp_path, {"a": 1})
+    with store.FrameStore(path) as fs, pytest.raises(C4CError, match="'zzz' is not in the frame store"):
+        fs.read("zzz")
+
+
+def test_store_survives_pickling_for_loader_workers(tmp_path):
+    import pickle
+
+    path, _ = _store_with(tmp_path, {"a": 2})
+    fs = store.FrameStore(path)
+    fs.read("a")
+    clone = pickle.loads(pickle.dumps(fs))
+    np.testing.assert_array_equal(clone.read("a"), fs.read("a"))
