@@ -102,8 +102,10 @@ def extract_cmd(
     workers: int = typer.Option(2, "--workers", "-j", help="Videos decoded at once (ffmpeg processes)."),
     codec: str = typer.Option("jpeg", help="Frame storage: jpeg (about 8x smaller) or raw uint8."),
     jpeg_quality: int = typer.Option(95, help="JPEG quality (1-100) with --codec jpeg."),
-    ffmpeg_threads: int = typer.Option(0, help="Decoder threads per ffmpeg process; 0 = cores / workers."),
-    commit_every: int = typer.Option(256, help="Merge finished videos into the store after this many."),
+    ffmpeg_threads: int = typer.Option(0, help="Decoder threads per ffmpeg process; 0 = ffmpeg's own choice."),
+    commit_every: int = typer.Option(
+        0, help="Also merge finished videos into OUT after this many (0: at the end; finished videos are kept "
+                "in OUT.parts/ until then, so a killed run loses none)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log lines instead of a progress bar."),
 ) -> None:
     """Decode videos with ffmpeg and store frames sampled at --fps, resized and centre-cropped, in HDF5.

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,7 @@ from typing import Callable
 from c4c.datasets.records import check_video_id
 from c4c.errors import C4CError
 from c4c.video import store
-from c4c.video.decode import default_ffmpeg_threads, sample_video
+from c4c.video.decode import sample_video
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,8 @@ class ExtractConfig:
     codec: str = "jpeg"               # raw | jpeg (see bench/README.md for the trade-off)
     jpeg_quality: int = 95
     workers: int = 2                  # ffmpeg decoding processes running at once
-    ffmpeg_threads: int = 0           # decoder threads per process; 0: cores / workers
-    commit_every: int = 256           # merge finished videos into the store after this many
+    ffmpeg_threads: int = 0           # decoder threads per ffmpeg process; 0: ffmpeg's own choice
+    commit_every: int = 0             # also merge into the store after this many videos; 0: at the end
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
 
 
@@ -180,7 +179,7 @@ def jobs_from_annotations(config: ExtractConfig) -> tuple[list[Job], list[Failur
 
 def extract_one(video_id: str, path: str, parts_dir: str, settings: store.StoreSettings,
                 threads: int) -> Outcome:
-    """Decode one video and stage it as a part file (runs in a worker process)."""
+    """Decode one video and stage it as a part file (runs in a worker thread; ffmpeg does the work)."""
     try:
         sample = sample_video(path, fps=settings.fps, size=settings.size, codec=settings.codec,
                               jpeg_quality=settings.jpeg_quality, threads=threads)
@@ -203,6 +202,8 @@ def _validate(config: ExtractConfig) -> store.StoreSettings:
         raise C4CError(f"--size must be at least 8, got {config.size}")
     if not 1 <= config.jpeg_quality <= 100:
         raise C4CError(f"--jpeg-quality must be in 1..100, got {config.jpeg_quality}")
+    if config.commit_every < 0:
+        raise C4CError(f"--commit-every must be 0 or more, got {config.commit_every}")
     if config.workers < 1:
         raise C4CError(f"--workers must be at least 1, got {config.workers}")
     if not config.source.exists():
@@ -254,7 +255,7 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
     if on_start:
         on_start(len(pending), result.skipped)
 
-    threads = config.ffmpeg_threads or default_ffmpeg_threads(config.workers)
+    threads = config.ffmpeg_threads
     unmerged: dict[str, Path] = {}
 
     def record(outcome: Outcome) -> None:
@@ -265,7 +266,7 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
             if outcome.decode_errors:
                 result.with_decode_errors.append(outcome.video_id)
             unmerged[outcome.video_id] = store.part_path(parts_dir, outcome.video_id)
-            if len(unmerged) >= config.commit_every:
+            if config.commit_every and len(unmerged) >= config.commit_every:
                 store.merge_parts(out, dict(unmerged))
                 unmerged.clear()
         else:
@@ -296,9 +297,8 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
 
 def _run_pool(pending: list[Job], parts_dir: Path, settings: store.StoreSettings, threads: int,
               workers: int, record: Callable[[Outcome], None]) -> None:
-    """Keep ``workers`` processes busy; at most 2 x workers jobs are queued at any time."""
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    """Keep ``workers`` ffmpeg processes busy (one per thread); at most 2 x workers jobs are queued."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract") as pool:
         queue = iter(pending)
         running: set[Future] = set()
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import re
 import subprocess
 import threading
@@ -87,7 +86,7 @@ def sampling_command(path: str | Path, fps: float, size: int, threads: int = 0) 
         .filter("scale", w=f"if(lte(iw,ih),{size},-1)", h=f"if(lte(iw,ih),-1,{size})", flags="bicubic")
         .filter("crop", size, size)
         .filter("setsar", 1)
-        .filter("showinfo")
+        .filter("showinfo", checksum=0)
         .output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
     )
     return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "level+info", *ffmpeg.get_args(stream)]
@@ -246,10 +245,7 @@ def decode_jpeg(data: bytes | np.ndarray) -> np.ndarray:
 
     raw = data.tobytes() if isinstance(data, np.ndarray) else data
     with Image.open(io.BytesIO(raw)) as img:
-        return np.asarray(img.convert("RGB"))
+        img.load()
+        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
-def default_ffmpeg_threads(workers: int) -> int:
-    """Decoder threads per ffmpeg process so that workers x threads roughly fills the cores."""
-    cores = os.cpu_count() or 1
-    return max(1, math.ceil(cores / max(1, workers)))
