@@ -200,7 +200,7 @@ def main() -> None:
                "machine": platform.machine()}
     print(f"machine: {machine}")
 
-    synth_dir = WORK / "synth"
+    synth_dir = WORK / ("synth_quick" if args.quick else "synth")
     n_synth = 16 if args.quick else 48
     synth.run(synth.SynthConfig(out_dir=synth_dir, videos=n_synth, seed=0))
     synth_paths = sorted((synth_dir / "videos").glob("*.mp4"))

@@ -106,6 +106,7 @@ def extract_cmd(
     commit_every: int = typer.Option(
         0, help="Also merge finished videos into OUT after this many (0: at the end; finished videos are kept "
                 "in OUT.parts/ until then, so a killed run loses none)."),
+    batch: int = typer.Option(8, help="Up to this many small files (< 256 kB) decoded by one ffmpeg process; 1 = never."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log lines instead of a progress bar."),
 ) -> None:
     """Decode videos with ffmpeg and store frames sampled at --fps, resized and centre-cropped, in HDF5.
@@ -127,7 +128,7 @@ def extract_cmd(
     _setup_logging(quiet)
     config = extract.ExtractConfig(source=source, out=out, videos_dir=videos, dataset=dataset, fps=fps,
                                    size=size, codec=codec, jpeg_quality=jpeg_quality, workers=workers,
-                                   ffmpeg_threads=ffmpeg_threads, commit_every=commit_every)
+                                   ffmpeg_threads=ffmpeg_threads, commit_every=commit_every, batch=batch)
     log = logging.getLogger("c4c.extract")
     with _progress(quiet, "videos") as progress:
         task = None

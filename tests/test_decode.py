@@ -99,3 +99,25 @@ def test_garbage_bytes_are_not_a_video(tmp_path):
     p.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     with pytest.raises(VideoError):
         sample_video(p)
+
+
+def test_batched_sampling_equals_one_process_per_video(video_dir, tmp_path):
+    from c4c.video.decode import sample_videos
+
+    paths = [video_dir / n for n in ("clip_a.mp4", "clip_b.mp4", "clip_c.webm", "tiny.mp4")]
+    batched = sample_videos(paths, fps=1, size=32, codec="raw")
+    for path, got in zip(paths, batched):
+        alone = sample_video(path, fps=1, size=32, codec="raw")
+        np.testing.assert_array_equal(got.frames, alone.frames)
+        np.testing.assert_allclose(got.timestamps, alone.timestamps)
+        assert got.info == alone.info
+
+
+def test_a_bad_file_in_a_batch_fails_alone(video_dir):
+    from c4c.video.decode import sample_videos
+
+    names = ["clip_a.mp4", "notes.mp4", "cut.mp4", "empty.mp4", "tiny.mp4"]
+    results = sample_videos([video_dir / n for n in names], fps=1, size=32)
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == ["SampledVideo", "VideoError", "VideoError", "VideoError", "SampledVideo"]
+    assert "truncated" in results[2].problem and results[4].num_frames == 1

@@ -166,3 +166,28 @@ def test_sigkill_at_any_moment_loses_nothing_finished(tmp_path):
     assert _check_store_opens_and_is_whole(out) == {f"v{i:02d}" for i in range(60)}
     assert not parts_dir_for(out).exists()
     assert not list(tmp_path.glob("frames.h5.*"))  # no temp copies left
+
+
+def test_small_files_are_grouped_and_large_ones_go_alone(tmp_path):
+    from c4c.stages.extract import Job, work_units
+
+    sizes = [("a", 10), ("b", 10), ("big", 100)] + [(f"s{i}", 10) for i in range(7)]
+    jobs = []
+    for name, size in sizes:
+        (tmp_path / f"{name}.mp4").write_bytes(b"x" * size)
+        jobs.append(Job(name, tmp_path / f"{name}.mp4"))
+    units = [[vid for vid, _ in u] for u in work_units(jobs, batch=2, max_bytes=50)]
+    assert units == [["a", "b"], ["big"], ["s0", "s1"], ["s2", "s3"], ["s4", "s5"], ["s6"]]
+    assert all(len(u) == 1 for u in work_units(jobs, batch=1, max_bytes=50))
+    # 9 small files and 2 workers: pairs would leave fewer than 4 units per worker
+    assert all(len(u) == 1 for u in work_units(jobs, batch=2, max_bytes=50, workers=2))
+
+
+def test_batch_size_does_not_change_what_is_stored(video_dir, tmp_path):
+    one = run(_cfg(video_dir, tmp_path / "one.h5", batch=1, codec="raw"))
+    many = run(_cfg(video_dir, tmp_path / "many.h5", batch=8, codec="raw", workers=2))
+    assert {f.video_id for f in one.failed} == {f.video_id for f in many.failed} == BAD_IDS
+    with FrameStore(tmp_path / "one.h5") as a, FrameStore(tmp_path / "many.h5") as b:
+        assert a.ids() == b.ids()
+        for vid in a.ids():
+            np.testing.assert_array_equal(a.read(vid), b.read(vid))

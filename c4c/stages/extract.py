@@ -22,7 +22,7 @@ from typing import Callable
 from c4c.datasets.records import check_video_id
 from c4c.errors import C4CError
 from c4c.video import store
-from c4c.video.decode import sample_video
+from c4c.video.decode import VideoError, sample_videos
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class ExtractConfig:
     workers: int = 2                  # ffmpeg decoding processes running at once
     ffmpeg_threads: int = 0           # decoder threads per ffmpeg process; 0: ffmpeg's own choice
     commit_every: int = 0             # also merge into the store after this many videos; 0: at the end
+    batch: int = 8                    # small files decoded together by one ffmpeg process (1: never)
+    batch_max_bytes: int = 256_000    # files at least this large get a process of their own
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
 
 
@@ -177,20 +179,58 @@ def jobs_from_annotations(config: ExtractConfig) -> tuple[list[Job], list[Failur
     return jobs, failures
 
 
-def extract_one(video_id: str, path: str, parts_dir: str, settings: store.StoreSettings,
-                threads: int) -> Outcome:
-    """Decode one video and stage it as a part file (runs in a worker thread; ffmpeg does the work)."""
+def extract_unit(jobs: list[tuple[str, str]], parts_dir: str, settings: store.StoreSettings,
+                 threads: int) -> list[Outcome]:
+    """Decode a few videos with one ffmpeg process and stage each as a part file (runs in a worker thread)."""
     try:
-        sample = sample_video(path, fps=settings.fps, size=settings.size, codec=settings.codec,
-                              jpeg_quality=settings.jpeg_quality, threads=threads)
-        store.write_part(Path(parts_dir), video_id, sample, settings, str(path))
-    except C4CError as exc:
-        return Outcome(video_id, str(path), ok=False, reason=exc.problem)
+        samples = sample_videos([path for _, path in jobs], fps=settings.fps, size=settings.size,
+                                codec=settings.codec, jpeg_quality=settings.jpeg_quality, threads=threads)
     except Exception as exc:  # a bug or an OS error must not stop the batch; it is reported
-        log.exception("unexpected error on %s", path)
-        return Outcome(video_id, str(path), ok=False, reason=f"unexpected error: {type(exc).__name__}: {exc}")
-    return Outcome(video_id, str(path), ok=True, frames=sample.num_frames, nbytes=sample.nbytes,
-                   decode_errors=len(sample.decode_errors))
+        log.exception("unexpected error on %s", [p for _, p in jobs])
+        return [Outcome(v, p, ok=False, reason=f"unexpected error: {type(exc).__name__}: {exc}") for v, p in jobs]
+    outcomes = []
+    for (video_id, path), sample in zip(jobs, samples):
+        if isinstance(sample, VideoError):
+            outcomes.append(Outcome(video_id, path, ok=False, reason=sample.problem))
+            continue
+        try:
+            store.write_part(Path(parts_dir), video_id, sample, settings, path)
+        except Exception as exc:
+            log.exception("could not stage %s", path)
+            outcomes.append(Outcome(video_id, path, ok=False, reason=f"could not write: {type(exc).__name__}: {exc}"))
+            continue
+        outcomes.append(Outcome(video_id, path, ok=True, frames=sample.num_frames, nbytes=sample.nbytes,
+                                decode_errors=len(sample.decode_errors)))
+    return outcomes
+
+
+def work_units(jobs: list[Job], batch: int, max_bytes: int, workers: int = 1) -> list[list[tuple[str, str]]]:
+    """Group consecutive small files (< max_bytes) up to ``batch`` per unit; large files go alone.
+
+    Batches shrink so that there are at least 4 units per worker: fewer, larger units would leave
+    workers idle at the end.
+    """
+    def size(job: Job) -> int:
+        try:
+            return job.path.stat().st_size
+        except OSError:
+            return 0  # let the decoder report it
+
+    small_count = sum(1 for j in jobs if size(j) < max_bytes)
+    batch = max(1, min(batch, small_count // (4 * max(1, workers))))
+    units: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    for job in jobs:
+        if batch > 1 and size(job) < max_bytes:
+            current.append((job.video_id, str(job.path)))
+            if len(current) >= batch:
+                units.append(current)
+                current = []
+        else:
+            units.append([(job.video_id, str(job.path))])
+    if current:
+        units.append(current)
+    return units
 
 
 def _validate(config: ExtractConfig) -> store.StoreSettings:
@@ -274,12 +314,14 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
         if on_video:
             on_video(outcome)
 
+    units = work_units(pending, config.batch, config.batch_max_bytes, config.workers)
     try:
-        if config.workers == 1 or len(pending) <= 1:
-            for job in pending:
-                record(extract_one(job.video_id, str(job.path), str(parts_dir), settings, threads))
+        if config.workers == 1 or len(units) <= 1:
+            for unit in units:
+                for outcome in extract_unit(unit, str(parts_dir), settings, threads):
+                    record(outcome)
         else:
-            _run_pool(pending, parts_dir, settings, threads, config.workers, record)
+            _run_pool(units, parts_dir, settings, threads, config.workers, record)
     finally:
         # Whatever happens (Ctrl-C included), keep every finished video.
         store.merge_parts(out, store.list_parts(parts_dir))
@@ -295,25 +337,25 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
     return result
 
 
-def _run_pool(pending: list[Job], parts_dir: Path, settings: store.StoreSettings, threads: int,
-              workers: int, record: Callable[[Outcome], None]) -> None:
-    """Keep ``workers`` ffmpeg processes busy (one per thread); at most 2 x workers jobs are queued."""
+def _run_pool(units: list[list[tuple[str, str]]], parts_dir: Path, settings: store.StoreSettings,
+              threads: int, workers: int, record: Callable[[Outcome], None]) -> None:
+    """Keep ``workers`` ffmpeg processes busy (one per thread); at most 2 x workers units are queued."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract") as pool:
-        queue = iter(pending)
+        queue = iter(units)
         running: set[Future] = set()
         try:
             while True:
                 while len(running) < 2 * workers:
-                    job = next(queue, None)
-                    if job is None:
+                    unit = next(queue, None)
+                    if unit is None:
                         break
-                    running.add(pool.submit(extract_one, job.video_id, str(job.path), str(parts_dir),
-                                            settings, threads))
+                    running.add(pool.submit(extract_unit, unit, str(parts_dir), settings, threads))
                 if not running:
                     break
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    record(fut.result())
+                    for outcome in fut.result():
+                        record(outcome)
         except BaseException:
             for fut in running:
                 fut.cancel()

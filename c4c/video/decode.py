@@ -31,6 +31,7 @@ _FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
 _TBR = re.compile(r"(\d+(?:\.\d+)?k?) tbr")
 _ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
 _PTS_TIME = re.compile(r"\bn:\s*\d+ pts:\s*-?\d+ pts_time:(-?[\d.e+-]+)")
+_SHOWINFO_LINE = re.compile(r"\[Parsed_showinfo_(\d+) @[^\]]*\].*?\bn:\s*\d+ pts:\s*-?\d+ pts_time:(-?[\d.e+-]+)")
 
 
 class VideoError(C4CError):
@@ -75,21 +76,26 @@ class SampledVideo:
 
 def sampling_command(path: str | Path, fps: float, size: int, threads: int = 0) -> list[str]:
     """The ffmpeg command line that writes the sampled RGB24 frames of ``path`` to stdout."""
-    import ffmpeg  # ffmpeg-python, only used to build the command line
+    import ffmpeg  # ffmpeg-python builds the command line
 
+    stream = _sampling_chain(ffmpeg.input(str(path), threads=threads), fps, size)
+    stream = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+    return [ffmpeg_exe(), *_GLOBAL_ARGS, *ffmpeg.get_args(stream)]
+
+
+_GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "level+info")
+
+
+def _sampling_chain(source, fps: float, size: int):
+    """select (first frame at/after each instant) -> bicubic short-side resize -> centre crop -> showinfo."""
     f = float(fps)
-    # First frame with t >= the next sampling instant; ld(0)/st(0) keep that instant between frames.
+    # ld(0)/st(0) keep the next sampling instant between frames.
     select = f"if(gte(t,ld(0)),st(0,(floor(t*{f!r}+1e-6)+1)/{f!r}),0)"
-    stream = (
-        ffmpeg.input(str(path), threads=threads)
-        .video.filter("select", select)
-        .filter("scale", w=f"if(lte(iw,ih),{size},-1)", h=f"if(lte(iw,ih),-1,{size})", flags="bicubic")
-        .filter("crop", size, size)
-        .filter("setsar", 1)
-        .filter("showinfo", checksum=0)
-        .output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
-    )
-    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "level+info", *ffmpeg.get_args(stream)]
+    return (source.video.filter("select", select)
+            .filter("scale", w=f"if(lte(iw,ih),{size},-1)", h=f"if(lte(iw,ih),-1,{size})", flags="bicubic")
+            .filter("crop", size, size)
+            .filter("setsar", 1)
+            .filter("showinfo", checksum=0))
 
 
 def parse_info(stderr: str) -> VideoInfo:
@@ -154,17 +160,8 @@ def sample_video(path: str | Path, *, fps: float = 1.0, size: int = 224, codec: 
     A video shorter than one sampling interval still gives its first frame.
     """
     path = Path(path)
-    if codec not in ("raw", "jpeg"):
-        raise C4CError(f"unknown frame codec {codec!r}; use raw or jpeg")
-    if fps <= 0 or size < 8:
-        raise C4CError(f"invalid sampling settings fps={fps} size={size}")
-    if not path.exists():
-        raise VideoError("file not found", path=path)
-    if not path.is_file():
-        raise VideoError("not a regular file", path=path)
-    if path.stat().st_size == 0:
-        raise VideoError("empty file (0 bytes)", path=path)
-
+    _check_settings(codec, fps, size)
+    _check_file(path)
     cmd = sampling_command(path, fps, size, threads)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     err_chunks: list[bytes] = []
@@ -188,21 +185,136 @@ def sample_video(path: str | Path, *, fps: float = 1.0, size: int = 224, codec: 
         returncode = proc.wait()
         reader.join()
     stderr = b"".join(err_chunks).decode("utf-8", errors="replace")
-    count = len(raw_frames) if codec == "raw" else len(jpegs)
     if returncode != 0:
         raise VideoError(_failure_reason(stderr, returncode), path=path)
-    info = parse_info(stderr)
+    frames: np.ndarray | list[bytes] = (np.stack(raw_frames) if raw_frames else []) if codec == "raw" else jpegs
+    stamps = [float(x) for x in _PTS_TIME.findall(stderr)]
+    return _finish(path, frames, stamps, parse_info(stderr), _error_lines(stderr), fps)
+
+
+def _check_settings(codec: str, fps: float, size: int) -> None:
+    if codec not in ("raw", "jpeg"):
+        raise C4CError(f"unknown frame codec {codec!r}; use raw or jpeg")
+    if fps <= 0 or size < 8:
+        raise C4CError(f"invalid sampling settings fps={fps} size={size}")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise VideoError("file not found", path=path)
+    if not path.is_file():
+        raise VideoError("not a regular file", path=path)
+    if path.stat().st_size == 0:
+        raise VideoError("empty file (0 bytes)", path=path)
+
+
+def _finish(path: Path, frames, stamps: list[float], info: VideoInfo, errors: list[str],
+            fps: float) -> SampledVideo:
+    """Check what ffmpeg gave for one video and wrap it; VideoError when it is not usable."""
     if info.width is None:
         raise VideoError("no video stream (audio-only or data file)", path=path)
-    stamps = [float(x) for x in _PTS_TIME.findall(stderr)]
-    if count == 0:
+    if len(frames) == 0:
         raise VideoError("no frame could be decoded", path=path)
-    if len(stamps) != count:
-        raise VideoError(f"ffmpeg reported {len(stamps)} timestamps for {count} frames", path=path)
+    if len(stamps) != len(frames):
+        raise VideoError(f"ffmpeg reported {len(stamps)} timestamps for {len(frames)} frames", path=path)
     timestamps = np.asarray(stamps, dtype=np.float32)
     _check_not_truncated(path, info, float(timestamps[-1]), fps)
-    frames: np.ndarray | list[bytes] = np.stack(raw_frames) if codec == "raw" else jpegs
-    return SampledVideo(frames=frames, timestamps=timestamps, info=info, decode_errors=_error_lines(stderr))
+    return SampledVideo(frames=frames, timestamps=timestamps, info=info, decode_errors=errors)
+
+
+def sample_videos(paths: list[str | Path], *, fps: float = 1.0, size: int = 224, codec: str = "raw",
+                  jpeg_quality: int = 95, threads: int = 0) -> list[SampledVideo | VideoError]:
+    """Sample several (short) videos with ONE ffmpeg process: one input, filter chain and output each.
+
+    Starting ffmpeg costs about as much as decoding a few seconds of small video, so batching short
+    clips pays. If the batch fails as a whole (one bad file fails every output), each video is
+    retried on its own, so every result is what :func:`sample_video` would give.
+    Returns, per path, a :class:`SampledVideo` or the :class:`VideoError` explaining the failure.
+    """
+    import tempfile
+
+    import ffmpeg
+
+    _check_settings(codec, fps, size)
+    paths = [Path(p) for p in paths]
+    results: list[SampledVideo | VideoError | None] = [None] * len(paths)
+    batch: list[int] = []
+    for i, p in enumerate(paths):
+        try:
+            _check_file(p)
+            batch.append(i)
+        except VideoError as exc:
+            results[i] = exc
+    if len(batch) > 1:
+        with tempfile.TemporaryDirectory(prefix="c4c-batch-") as tmp:
+            outs = [Path(tmp) / f"{n}.rgb" for n in range(len(batch))]
+            streams = [_sampling_chain(ffmpeg.input(str(paths[i]), threads=threads), fps, size)
+                       .output(str(o), format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+                       for i, o in zip(batch, outs)]
+            args = ffmpeg.get_args(ffmpeg.merge_outputs(*streams))
+            proc = subprocess.run([ffmpeg_exe(), *_GLOBAL_ARGS, *args], stdin=subprocess.DEVNULL,
+                                  capture_output=True)
+            stderr = proc.stderr.decode("utf-8", errors="replace")
+            if proc.returncode == 0:
+                stamps = _showinfo_times_per_output(args, stderr, outs)
+                infos = parse_infos(stderr, len(batch))
+                for n, i in enumerate(batch):
+                    raw = np.fromfile(outs[n], dtype=np.uint8)
+                    if raw.size % (size * size * 3):
+                        break  # cannot happen with a clean exit; fall back to one by one
+                    frames = raw.reshape(-1, size, size, 3)
+                    data = frames if codec == "raw" else [encode_jpeg(f, jpeg_quality) for f in frames]
+                    try:
+                        results[i] = _finish(paths[i], data, stamps[n], infos[n], [], fps)
+                    except VideoError as exc:
+                        results[i] = exc
+                else:
+                    batch = []
+            if batch and proc.returncode != 0:
+                log.debug("batch of %d failed; decoding one by one", len(batch))
+    for i in batch:  # single videos, and every video of a failed batch
+        if results[i] is None:
+            try:
+                results[i] = sample_video(paths[i], fps=fps, size=size, codec=codec,
+                                          jpeg_quality=jpeg_quality, threads=threads)
+            except VideoError as exc:
+                results[i] = exc
+    return results  # type: ignore[return-value]
+
+
+def _showinfo_times_per_output(args: list[str], stderr: str, outs: list[Path]) -> list[list[float]]:
+    """Timestamps of each output of a batched command.
+
+    ffmpeg names filter instances ``Parsed_<name>_<k>`` with k the filter's position in the graph;
+    ffmpeg-python writes one filter per ``;``-separated segment, ending in its output label, and maps
+    each label to an output file, so position -> label -> output file.
+    """
+    graph = args[args.index("-filter_complex") + 1]
+    label_of_showinfo: dict[int, str] = {}
+    for k, segment in enumerate(graph.split(";")):
+        if "showinfo" in segment:
+            label_of_showinfo[k] = segment[segment.rindex("[") + 1:-1]
+    output_of_label: dict[str, int] = {}
+    for j, a in enumerate(args):
+        if a == "-map" and args[j + 1].startswith("["):
+            target = next(x for x in args[j + 2:] if x.endswith(".rgb"))
+            output_of_label[args[j + 1][1:-1]] = outs.index(Path(target))
+    times: list[list[float]] = [[] for _ in outs]
+    for m in _SHOWINFO_LINE.finditer(stderr):
+        times[output_of_label[label_of_showinfo[int(m.group(1))]]].append(float(m.group(2)))
+    return times
+
+
+def parse_infos(stderr: str, count: int) -> list[VideoInfo]:
+    """:func:`parse_info` for each of ``count`` inputs of one ffmpeg log."""
+    header = stderr.split("Stream mapping:")[0]
+    parts = re.split(r"Input #(\d+),", header)
+    infos = [VideoInfo() for _ in range(count)]
+    for k in range(1, len(parts) - 1, 2):
+        n = int(parts[k])
+        if n < count:
+            infos[n] = parse_info(parts[k + 1].replace("Stream #" + str(n) + ":", "Stream #0:"))
+    return infos
 
 
 def _read_exact(stream, n: int) -> bytes | None:
