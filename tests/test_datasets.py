@@ -217,7 +217,7 @@ def test_msvd_corrupt_pickle_is_a_clear_error(tmp_path):
 
 
 def test_msvd_without_lists_or_pickle(tmp_path):
-    with pytest.raises(C4CError, match="no MSVD split lists found"):
+    with pytest.raises(C4CError, match="no MSVD annotation files found"):
         read_annotations("msvd", tmp_path)
     write(tmp_path / "train_list.txt", "vidA\n")
     with pytest.raises(C4CError, match="missing annotation file raw-captions.pkl"):

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 from c4c.datasets.records import VideoRecord, check_video_id
-from c4c.datasets.registry import dataset_dir, is_number, read_json, require_file
+from c4c.datasets.files import dataset_dir, is_number, read_json, require_file
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)

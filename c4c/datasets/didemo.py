@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from c4c.datasets.records import SPLITS, VideoRecord, check_video_id
-from c4c.datasets.registry import dataset_dir, iter_text_lines, read_json, require_file
+from c4c.datasets.files import dataset_dir, iter_text_lines, read_json, require_file
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from c4c.datasets.records import VideoRecord, check_video_id
-from c4c.datasets.registry import iter_csv_rows, read_json, require_file
+from c4c.datasets.files import iter_csv_rows, read_json, require_file
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)

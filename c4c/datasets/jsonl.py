@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from c4c.datasets.records import SPLITS, VideoRecord, check_video_id
-from c4c.datasets.registry import is_number, iter_text_lines
+from c4c.datasets.files import is_number, iter_text_lines
 from c4c.errors import C4CError
 
 KNOWN_KEYS = ("video_id", "caption", "split", "start", "end")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from c4c.datasets.records import VideoRecord, check_video_id
-from c4c.datasets.registry import dataset_dir, iter_text_lines
+from c4c.datasets.files import dataset_dir, iter_text_lines, split_files
 from c4c.errors import C4CError
 
 SPLIT_FILES = {
@@ -29,10 +29,7 @@ N_FIELDS = 6
 def read_lsmdc(path: str | Path) -> list[VideoRecord]:
     """Read LSMDC: one record per line (clip id, one sentence), splits in train/val/test order."""
     folder = dataset_dir(path)
-    files = {split: folder / name for split, name in SPLIT_FILES.items() if (folder / name).is_file()}
-    if not files:
-        raise C4CError(f"no LSMDC annotation files found (expected {', '.join(SPLIT_FILES.values())})",
-                       path=folder)
+    files = split_files(folder, SPLIT_FILES, "LSMDC")
     records = []
     for split, file_path in files.items():
         for line, text in iter_text_lines(file_path):

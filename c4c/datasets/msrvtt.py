@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from c4c.datasets.records import VideoRecord, check_video_id
-from c4c.datasets.registry import dataset_dir, iter_csv_rows, read_json, require_file
+from c4c.datasets.files import dataset_dir, iter_csv_rows, read_json, require_file
 from c4c.errors import C4CError
 
 DATA_JSON = "MSRVTT_data.json"

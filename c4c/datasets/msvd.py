@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from c4c.datasets.records import VideoRecord, check_video_id
-from c4c.datasets.registry import dataset_dir, iter_text_lines, require_file
+from c4c.datasets.files import dataset_dir, iter_text_lines, require_file, split_files
 from c4c.errors import C4CError
 
 LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
@@ -34,10 +34,7 @@ class _DataOnlyUnpickler(pickle.Unpickler):
 def read_msvd(path: str | Path) -> list[VideoRecord]:
     """Read MSVD: one record per listed video with all its captions, in list order."""
     folder = dataset_dir(path)
-    lists = {split: folder / name for split, name in LIST_FILES.items() if (folder / name).is_file()}
-    if not lists:
-        raise C4CError(f"no MSVD split lists found (expected {', '.join(LIST_FILES.values())})",
-                       path=folder)
+    lists = split_files(folder, LIST_FILES, "MSVD")
     pickle_path = require_file(folder, CAPTIONS_PKL)
     captions = _load_captions(pickle_path)
 
