@@ -308,3 +308,12 @@ def test_reading_a_file_that_is_not_synth_metadata_is_a_user_error(tmp_path):
         synth.order_contrast_pairs(bad)
     with pytest.raises(C4CError, match="not found"):
         synth.order_contrast_pairs(tmp_path / "missing.json")
+
+
+def test_rerun_removes_temp_files_of_a_killed_run(tmp_path):
+    config = small_config(tmp_path / "s", videos=2)
+    synth.run(config)
+    stale = tmp_path / "s" / "videos" / ".synth0000.mp4.12345.part"
+    stale.write_bytes(b"half an mp4")
+    synth.run(config)
+    assert not stale.exists()

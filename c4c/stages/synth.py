@@ -514,6 +514,8 @@ def run(config: SynthConfig, on_video: Callable[[int, int], None] | None = None)
         video_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise C4CError(f"cannot create the output folder: {exc.strerror or exc}", path=out_dir) from exc
+    for stale in video_dir.glob(".*.part"):  # left by a run that was killed while encoding
+        stale.unlink(missing_ok=True)
 
     meta = metadata(config, videos)
     meta_path = out_dir / "synth.json"
