@@ -1,0 +1,1 @@
+"""Scores for trained models: retrieval metrics (R@K, median and mean rank)."""

@@ -1,0 +1,169 @@
+"""Build the CLIP backbone with open_clip: by model name, the built-in `tiny` config or a JSON config,
+with weights from an open_clip pretrained tag, a local file, or none (random init).
+
+Weights are resolved before open_clip is asked for them, so an offline machine fails within seconds
+with a message that says how to pass a local file, instead of a minute of silent retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from c4c.errors import C4CError
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+BUILTIN = {"tiny": CONFIG_DIR / "clip-tiny.json"}
+# Tags trained with QuickGELU (OpenAI CLIP and the LAION-400M/MetaCLIP runs of the OpenAI architecture).
+QUICKGELU_TAGS = ("openai", "laion400m_e31", "laion400m_e32", "metaclip_400m", "metaclip_fullcc")
+
+
+@dataclass
+class BackboneInfo:
+    """What was built, for the run's resolved config."""
+
+    name: str
+    pretrained: str
+    image_size: int
+    embed_dim: int
+    context_length: int
+    parameters: int
+
+
+def _load_json_config(path: Path) -> dict:
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise C4CError(f"cannot read the model config: {exc}", path=path) from None
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
+    if missing:
+        raise C4CError(f"model config lacks {', '.join(missing)}", path=path)
+    return cfg
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hugging Face hub answers a TCP connection within ``timeout`` seconds."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _resolve_tag(model_name: str, tag: str) -> str | None:
+    """A local file for ``tag`` if it is already in the Hugging Face cache; None when it must be downloaded."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        known = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+        raise C4CError(f"{tag!r} is not a pretrained tag of {model_name} (known tags: {known})",
+                       hint="or pass a local weights file with --pretrained PATH")
+    hub = cfg.get("hf_hub", "").strip("/")
+    if hub:
+        from huggingface_hub import hf_hub_download
+
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            try:
+                return hf_hub_download(hub, filename, local_files_only=True)
+            except Exception:  # not cached
+                continue
+    return None
+
+
+def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: str = "cpu"):
+    """Return ``(open_clip CLIP model in train mode, BackboneInfo)``.
+
+    ``clip``: an open_clip model name, ``tiny``, or a path to an open_clip JSON model config.
+    ``pretrained``: ``none``, an open_clip tag (``openai``, ``laion2b_s34b_b79k``, ...) or a weights file
+    (open_clip/our safetensors or .pt state dict, or OpenAI's TorchScript ``ViT-B-32.pt``).
+    """
+    import open_clip
+
+    pre = pretrained.strip()
+    quick_gelu = pre.lower().replace("-", "_") in QUICKGELU_TAGS
+    if clip in BUILTIN or clip.endswith(".json"):
+        path = BUILTIN.get(clip, Path(clip))
+        cfg = _load_json_config(path)
+        model = open_clip.CLIP(**cfg)
+        name = clip
+        if pre.lower() not in ("none", ""):
+            _load_weights_file(model, pre)
+    else:
+        if clip not in open_clip.list_models():
+            raise C4CError(f"unknown CLIP model {clip!r}", hint="use an open_clip model name such as ViT-B-32, "
+                           "ViT-B-16, 'tiny', or a path to a JSON model config")
+        name = clip
+        if pre.lower() in ("none", ""):
+            model = open_clip.create_model(clip, pretrained=None, force_quick_gelu=quick_gelu)
+        elif Path(pre).exists():
+            # OpenAI files are QuickGELU; open_clip loads a path into GELU blocks without a word.
+            model = open_clip.create_model(clip, pretrained=None,
+                                           force_quick_gelu=quick_gelu or _looks_like_openai_file(pre))
+            _load_weights_file(model, pre)
+        else:
+            local = _resolve_tag(clip, pre)
+            if local is None and not hub_reachable():
+                raise C4CError(
+                    f"the weights for {clip} / {pre!r} are not in the local cache and the model hub cannot be "
+                    "reached", hint="download them on a machine with internet (for OpenAI weights: "
+                    "https://openaipublic.azureedge.net/clip/models/.../ViT-B-32.pt) and pass --pretrained PATH, "
+                    "or --pretrained none for random init")
+            model = open_clip.create_model(clip, pretrained=local or pre, force_quick_gelu=quick_gelu)
+    model = model.to(device)
+    model.train()
+    visual = model.visual
+    image_size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else int(visual.image_size)
+    info = BackboneInfo(name=name, pretrained=pre, image_size=int(image_size),
+                        embed_dim=int(model.text_projection.shape[1]),
+                        context_length=int(model.positional_embedding.shape[0]),
+                        parameters=sum(p.numel() for p in model.parameters()))
+    return model, info
+
+
+def _looks_like_openai_file(path: str) -> bool:
+    return Path(path).suffix == ".pt" and "vit" in Path(path).name.lower()
+
+
+def _load_weights_file(model, path: str) -> None:
+    """Load a state dict from ``path`` into ``model`` (strict); never unpickles arbitrary objects."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise C4CError("weights file not found", path=p)
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(p))
+        else:
+            try:
+                state = torch.load(p, map_location="cpu", weights_only=True)
+            except RuntimeError as exc:
+                if "TorchScript" not in str(exc):
+                    raise
+                state = torch.jit.load(str(p), map_location="cpu").state_dict()  # OpenAI's archive format
+    except C4CError:
+        raise
+    except Exception as exc:
+        raise C4CError(f"cannot read weights: {type(exc).__name__}: {exc}", path=p) from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    for key in ("input_resolution", "context_length", "vocab_size"):
+        state.pop(key, None)
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k != "attn_mask"]
+    if missing or result.unexpected_keys:
+        raise C4CError(f"weights do not fit this model: {len(missing)} missing keys (e.g. {missing[:3]}), "
+                       f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]})", path=p,
+                       hint="check --clip matches the checkpoint's architecture")

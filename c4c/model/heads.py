@@ -1,0 +1,158 @@
+"""The similarity heads of CLIP4Clip (spec 4.6).
+
+Loose heads map frame features ``V: [B, T, D]`` to ``V': [B, T, D]``; the model then scores with the
+masked mean of L2-normalised frames. The tight head scores (text, video) pairs with a cross encoder.
+Padded frames (``mask == False``) never influence a score.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+HEADS = ("meanP", "seqLSTM", "seqTransf", "tightTransf")
+LOOSE = ("meanP", "seqLSTM", "seqTransf")
+_MASKED = -1e4  # additive attention mask for padded keys (exp underflows to exactly 0)
+
+
+def key_padding_bias(mask: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """``mask: [B, L]`` (True = real) -> additive bias ``[B * heads, L, L]`` that hides padded keys."""
+    b, length = mask.shape
+    bias = torch.zeros(b, 1, 1, length, dtype=dtype, device=mask.device)
+    bias = bias.masked_fill(~mask.bool()[:, None, None, :], _MASKED)
+    return bias.expand(b, heads, length, length).reshape(b * heads, length, length)
+
+
+def bert_init(module: nn.Module) -> None:
+    """The reference's BERT rule for new modules: Linear/Embedding weights ~ N(0, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _text_blocks(clip) -> tuple[int, int, type]:
+    """Width, heads and activation class of the CLIP text transformer."""
+    block = clip.transformer.resblocks[0]
+    return clip.transformer.width, block.attn.num_heads, type(block.mlp.gelu)
+
+
+def _make_transformer(width: int, layers: int, heads: int, act: type):
+    from open_clip.transformer import Transformer
+
+    return Transformer(width=width, layers=layers, heads=heads, act_layer=act)
+
+
+def _copy_text_layers(target, clip, layers: int) -> None:
+    """Initialise ``target.resblocks[i]`` from CLIP text block i (i < layers), as the reference does."""
+    text = clip.transformer.resblocks
+    if len(text) < layers:
+        log.warning("CLIP has %d text layers; temporal layers %d.. keep their random init", len(text), len(text))
+    for i in range(min(layers, len(text))):
+        target.resblocks[i].load_state_dict(text[i].state_dict())
+
+
+def _init_positions(embedding: nn.Embedding, clip) -> None:
+    rows = min(embedding.num_embeddings, clip.positional_embedding.shape[0])
+    with torch.no_grad():
+        embedding.weight[:rows].copy_(clip.positional_embedding[:rows])
+
+
+class MeanP(nn.Module):
+    """Parameter-free: the frames as they are (the masked mean happens in the scoring tail)."""
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return frames
+
+
+class SeqLSTM(nn.Module):
+    """One-layer LSTM over the real frames, plus a residual connection (spec 4.6)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(width, width, num_layers=1, batch_first=True)
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(frames, lengths, batch_first=True, enforce_sorted=False)
+        if self.training:
+            self.lstm.flatten_parameters()
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=frames.shape[1])
+        return out.to(frames.dtype) + frames
+
+
+class SeqTransf(nn.Module):
+    """Frame position embeddings + a small transformer (from CLIP's first text layers) + residual."""
+
+    def __init__(self, clip, layers: int = 4) -> None:
+        super().__init__()
+        width, heads, act = _text_blocks(clip)
+        self.heads = heads
+        self.frame_position_embeddings = nn.Embedding(clip.positional_embedding.shape[0], width)
+        self.temporal = _make_transformer(width, layers, heads, act)
+        bert_init(self)
+        _init_positions(self.frame_position_embeddings, clip)
+        _copy_text_layers(self.temporal, clip, layers)
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        t = frames.shape[1]
+        if t > self.frame_position_embeddings.num_embeddings:
+            raise ValueError(f"{t} frames exceed the {self.frame_position_embeddings.num_embeddings} frame positions")
+        pos = self.frame_position_embeddings.weight[:t].to(frames.dtype)
+        x = frames + pos[None]
+        x = self.temporal(x, attn_mask=key_padding_bias(mask, self.heads, x.dtype))
+        return x + frames  # residual to the input without positions, as the reference
+
+
+class TightTransf(nn.Module):
+    """Cross encoder over ``[text EOT feature ; frames]`` for every (text, video) pair, linear score."""
+
+    def __init__(self, clip, layers: int = 4, dropout: float = 0.1) -> None:
+        super().__init__()
+        width, heads, act = _text_blocks(clip)
+        self.heads = heads
+        self.position_embeddings = nn.Embedding(clip.positional_embedding.shape[0], width)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = _make_transformer(width, layers, heads, act)
+        self.pool_norm = nn.LayerNorm(width)
+        self.pool_dense = nn.Linear(width, width)
+        self.pool_act = act()
+        self.score = nn.Linear(width, 1)
+        bert_init(self)
+        _init_positions(self.position_embeddings, clip)
+        _copy_text_layers(self.encoder, clip, layers)
+
+    def forward(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``text: [Bt, D]``, ``frames: [Bv, T, D]``, ``mask: [Bv, T]`` -> logits ``[Bt, Bv]``."""
+        bt, (bv, t, d) = text.shape[0], frames.shape
+        if t + 1 > self.position_embeddings.num_embeddings:
+            raise ValueError(f"{t} frames exceed the cross encoder's {self.position_embeddings.num_embeddings - 1}")
+        z = torch.cat([text[:, None, None, :].expand(bt, bv, 1, d),
+                       frames[None].expand(bt, bv, t, d)], dim=2).reshape(bt * bv, 1 + t, d)
+        z = self.dropout(z + self.position_embeddings.weight[: 1 + t].to(z.dtype)[None])
+        full = torch.cat([torch.ones(bv, 1, dtype=torch.bool, device=mask.device), mask.bool()], dim=1)
+        bias = key_padding_bias(full[None].expand(bt, bv, 1 + t).reshape(bt * bv, 1 + t), self.heads, z.dtype)
+        z = self.encoder(z, attn_mask=bias)
+        h = self.pool_act(self.pool_dense(self.pool_norm(z[:, 0])))
+        return self.score(h).view(bt, bv)
+
+
+def make_head(sim: str, clip, layers: int = 4) -> nn.Module:
+    """The head module for ``sim`` (one of :data:`HEADS`)."""
+    if sim == "meanP":
+        return MeanP()
+    if sim == "seqLSTM":
+        return SeqLSTM(int(clip.text_projection.shape[1]))
+    if sim == "seqTransf":
+        return SeqTransf(clip, layers)
+    if sim == "tightTransf":
+        return TightTransf(clip, layers)
+    from c4c.errors import C4CError
+
+    raise C4CError(f"unknown similarity head {sim!r}", hint=f"choose one of: {', '.join(HEADS)}")

@@ -1,0 +1,1 @@
+"""Training: the shared loop, optimiser and schedules, distributed helpers, checkpoints."""

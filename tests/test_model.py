@@ -1,0 +1,167 @@
+"""The CLIP4Clip model on the tiny config: shapes, masks, the 3-D patch, text encoding, loss."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from c4c.errors import C4CError
+from c4c.model.backbone import build_clip
+from c4c.model.clip4clip import CLIP4Clip, symmetric_cross_entropy
+from c4c.model.heads import HEADS
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    torch.manual_seed(0)
+    clip, _ = build_clip("tiny", "none")
+    return clip
+
+
+def _model(tiny_clip, sim="meanP", patch="2d"):
+    torch.manual_seed(1)
+    return CLIP4Clip(copy.deepcopy(tiny_clip), sim=sim, patch=patch, temporal_layers=2).eval()
+
+
+def _batch(b=3, t=5, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randint(0, 256, (b, t, size, size, 3), dtype=torch.uint8, generator=g)
+    mask = torch.zeros(b, t, dtype=torch.bool)
+    for i, n in enumerate([3, t, 1][:b]):
+        mask[i, :n] = True
+    ids = torch.zeros(b, 8, dtype=torch.long)
+    ids[:, 0] = 49406
+    ids[:, 1:4] = torch.randint(300, 1000, (b, 3), generator=g)
+    ids[:, 4] = 49407
+    return ids, video, mask
+
+
+@pytest.mark.parametrize("sim", HEADS)
+def test_scores_have_one_logit_per_text_video_pair(tiny_clip, sim):
+    m = _model(tiny_clip, sim)
+    ids, video, mask = _batch()
+    with torch.no_grad():
+        s = m.similarity(m.encode_text(ids[:2]), m.encode_video(video, mask), mask)
+    assert s.shape == (2, 3) and torch.isfinite(s).all()
+
+
+@pytest.mark.parametrize("sim", HEADS)
+def test_padding_frames_never_change_a_score(tiny_clip, sim):
+    m = _model(tiny_clip, sim)
+    ids, video, mask = _batch()
+    other = video.clone()
+    other[~mask] = 123  # different pixels only where frames are padding
+    with torch.no_grad():
+        t = m.encode_text(ids)
+        a = m.similarity(t, m.encode_video(video, mask), mask)
+        b = m.similarity(t, m.encode_video(other, mask), mask)
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("sim", ["seqLSTM", "seqTransf", "tightTransf"])
+def test_temporal_heads_see_frame_order_and_meanp_does_not(tiny_clip, sim):
+    ids, video, mask = _batch(b=2, t=4)
+    mask[:] = True
+    reversed_video = video.flip(1)
+    for name, expect_same in (("meanP", True), (sim, False)):
+        m = _model(tiny_clip, name)
+        with torch.no_grad():
+            t = m.encode_text(ids)
+            a = m.similarity(t, m.encode_video(video, mask), mask)
+            b = m.similarity(t, m.encode_video(reversed_video, mask), mask)
+        relative = ((a - b).abs().max() / a.abs().max()).item()
+        assert (relative < 1e-5) == expect_same, (name, relative)
+
+
+def test_3d_patch_init_gives_the_2d_features_on_a_static_video(tiny_clip):
+    m2, m3 = _model(tiny_clip, patch="2d"), _model(tiny_clip, patch="3d")
+    frame = torch.randint(0, 256, (1, 1, 32, 32, 3), dtype=torch.uint8)
+    video = frame.expand(2, 6, 32, 32, 3).clone()
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(m3.encode_frames(video, mask), m2.encode_frames(video, mask), atol=1e-5, rtol=1e-5)
+    w = m3.clip.visual.conv2.weight
+    assert w.shape[2] == 3 and torch.equal(w[:, :, 1], m3.clip.visual.conv1.weight) and not w[:, :, 0].any()
+
+
+def test_3d_patch_mixes_neighbouring_frames_once_trained(tiny_clip):
+    m = _model(tiny_clip, patch="3d")
+    with torch.no_grad():
+        m.clip.visual.conv2.weight[:, :, 0].normal_(0, 0.05)
+    ids, video, mask = _batch(b=1, t=3)
+    mask[:] = True
+    changed = video.clone()
+    changed[0, 0] = 255 - changed[0, 0]
+    with torch.no_grad():
+        a, b = m.encode_frames(video, mask), m.encode_frames(changed, mask)
+    assert not torch.allclose(a[0, 1], b[0, 1])  # frame 1 now sees frame 0
+    torch.testing.assert_close(a[0, 2], b[0, 2])  # frame 2 does not (kernel spans 3 frames)
+
+
+def test_text_features_use_the_eot_position_and_ignore_padding(tiny_clip):
+    m = _model(tiny_clip)
+    ids = torch.tensor([[49406, 320, 786, 49407, 0, 0, 0, 0]])
+    longer = torch.cat([ids, torch.zeros(1, 8, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(m.encode_text(ids), m.encode_text(longer))
+        ref = m.clip.encode_text(torch.cat([ids, torch.zeros(1, 77 - 8, dtype=torch.long)], dim=1))
+    torch.testing.assert_close(m.encode_text(ids), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_frames_of_another_size_are_resized_to_the_model(tiny_clip):
+    m = _model(tiny_clip)
+    _, video, mask = _batch(size=48)
+    with torch.no_grad():
+        assert m.encode_frames(video, mask).shape == (3, 5, 32)
+
+
+def test_symmetric_loss_is_ln_b_for_uniform_scores_and_small_for_a_clear_diagonal():
+    assert symmetric_cross_entropy(torch.zeros(4, 4)).item() == pytest.approx(math.log(4))
+    assert symmetric_cross_entropy(torch.eye(4) * 50).item() < 1e-6
+    logits = torch.tensor([[2.0, 0.0], [1.0, 3.0]])
+    row = -torch.log_softmax(logits, 1).diag().mean()
+    col = -torch.log_softmax(logits.t(), 1).diag().mean()
+    assert symmetric_cross_entropy(logits).item() == pytest.approx(((row + col) / 2).item())
+
+
+def test_logit_scale_is_clamped_to_ln_100(tiny_clip):
+    m = _model(tiny_clip)
+    with torch.no_grad():
+        m.clip.logit_scale.fill_(7.0)
+    m.clamp_logit_scale()
+    assert m.clip.logit_scale.item() == pytest.approx(math.log(100))
+
+
+def test_unknown_head_and_patch_are_user_errors(tiny_clip):
+    with pytest.raises(C4CError, match="unknown similarity head"):
+        CLIP4Clip(copy.deepcopy(tiny_clip), sim="maxP")
+    with pytest.raises(C4CError, match="unknown --patch"):
+        CLIP4Clip(copy.deepcopy(tiny_clip), patch="4d")
+
+
+def test_missing_pretrained_weights_fail_fast_with_a_hint(monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(C4CError, match="--pretrained PATH"):
+        build_clip("ViT-B-32", "openai")
+    assert time.perf_counter() - t0 < 10
+
+
+def test_local_weights_round_trip(tmp_path, tiny_clip):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_clip.state_dict().items()}, str(path))
+    clip, info = build_clip("tiny", str(path))
+    for k, v in tiny_clip.state_dict().items():
+        assert torch.equal(clip.state_dict()[k], v), k
+    assert info.pretrained == str(path)
+    bad = tmp_path / "bad.safetensors"
+    save_file({"nope": torch.zeros(1)}, str(bad))
+    with pytest.raises(C4CError, match="do not fit"):
+        build_clip("tiny", str(bad))
