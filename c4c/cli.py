@@ -34,8 +34,14 @@ def _console(stderr: bool = False):
 def _setup_logging(quiet: bool) -> None:
     from rich.logging import RichHandler
 
+    handler = RichHandler(console=_console(stderr=True), show_path=False)
+    # open_clip says this for every deliberate random init (--pretrained none); not news to the user
+    handler.addFilter(lambda record: not record.getMessage().startswith("No pretrained weights loaded"))
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=_console(stderr=True), show_path=False)], force=True)
+                        handlers=[handler], force=True)
+    logging.getLogger("root").setLevel(logging.WARNING if quiet else logging.INFO)
+    for noisy in ("open_clip", "huggingface_hub", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _progress(quiet: bool, unit: str):
@@ -158,6 +164,114 @@ def extract_cmd(
     if result.failed:
         _print_failures(result)
         raise typer.Exit(code=1)
+
+
+@app.command("finetune")
+def finetune_cmd(
+    dataset: str = typer.Option(..., help="Annotation format: msrvtt, msvd, lsmdc, activitynet, didemo, jsonl."),
+    ann: Path = typer.Option(..., help="Annotation file or folder (see data/README.md)."),
+    frames: Path = typer.Option(..., help="FRAMES.h5 written by `c4c extract`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    sim: str = typer.Option("meanP", help="Similarity head: meanP, seqLSTM, seqTransf or tightTransf."),
+    clip: str = typer.Option("ViT-B-32", help="open_clip model name, 'tiny', or a JSON model config."),
+    pretrained: str = typer.Option("openai", help="open_clip pretrained tag, a local weights file, or 'none'."),
+    init: Optional[Path] = typer.Option(None, help="Start from another c4c run (e.g. `c4c pretrain` output)."),
+    patch: str = typer.Option("2d", help="Linear patch: 2d, or 3d (Conv3d over 3 frames, initialised from 2d)."),
+    temporal_layers: int = typer.Option(4, help="Layers of the seqTransf / tightTransf transformer."),
+    freeze_layers: int = typer.Option(0, help="Freeze CLIP embeddings and blocks below N (-1: train all)."),
+    epochs: int = typer.Option(5),
+    batch_size: int = typer.Option(128, help="Global contrastive batch (all processes together)."),
+    grad_accum: int = typer.Option(1, help="Micro-batches per step; the contrastive batch stays --batch-size."),
+    lr: float = typer.Option(1e-4, help="Learning rate of new parameters."),
+    coef_lr: float = typer.Option(1e-3, help="CLIP parameters learn at lr x coef-lr."),
+    weight_decay: float = typer.Option(0.2),
+    warmup: float = typer.Option(0.1, help="Warm-up fraction of all steps."),
+    schedule: str = typer.Option("cosine", help="cosine, reference-cosine, reference-linear or constant."),
+    optimizer: str = typer.Option("adamw", help="adamw, or bertadam (the reference's Adam without bias correction)."),
+    amp: str = typer.Option("auto", help="auto (bf16 on GPU, none on CPU), bf16, fp16 or none."),
+    seed: int = typer.Option(42),
+    max_words: int = typer.Option(32),
+    max_frames: int = typer.Option(12),
+    sampling: str = typer.Option("uniform", help="Frames kept from longer videos: head, tail or uniform."),
+    fps: Optional[float] = typer.Option(None, help="Thin the stored frames to this rate."),
+    train_order: str = typer.Option("keep", help="Frame order in training: keep, reverse or shuffle."),
+    expand_sentences: bool = typer.Option(True, help="One training item per caption (else one random caption per video)."),
+    msrvtt_train: str = typer.Option("9k", help="MSR-VTT training split: 9k, 7k or full."),
+    select_on: str = typer.Option("val", help="Model selection split: val, test (the reference's protocol) or last."),
+    eval_batch_size: int = typer.Option(64),
+    workers: int = typer.Option(2, help="Data-loader processes."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    skip_missing: bool = typer.Option(False, help="Drop annotated videos that are not in FRAMES.h5 (counted in the log)."),
+    resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
+    save_every: int = typer.Option(0, help="Also checkpoint every N steps."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after N optimiser steps (smoke runs)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log lines instead of a progress bar."),
+) -> None:
+    """Fine-tune CLIP4Clip for text-video retrieval; evaluate every epoch, keep the best weights.
+
+    Writes RUN/config.json, metrics.jsonl, checkpoints/, best/ and results.json. Runs under
+    `torchrun --nproc_per_node N c4c finetune ...` for several GPUs or machines.
+
+    Examples:
+
+        c4c finetune --dataset msrvtt --ann data/msrvtt/msrvtt_data --frames data/msrvtt/frames.h5 --sim seqTransf --out runs/msrvtt-seqTransf
+
+        c4c finetune --dataset jsonl --ann demo-out/synth/annotations.jsonl --frames demo-out/frames.h5 --clip tiny --pretrained none --batch-size 16 --lr 1e-3 --coef-lr 1 --out runs/synth
+
+        c4c finetune ... --out runs/msrvtt-seqTransf --resume
+    """
+    from c4c.stages import finetune
+
+    _setup_logging(quiet)
+    options = {"msrvtt_train": msrvtt_train} if dataset == "msrvtt" else {}
+    cfg = finetune.FinetuneConfig(
+        dataset=dataset, ann=ann, frames=frames, out=out, sim=sim, clip=clip, pretrained=pretrained, init=init,
+        patch=patch, temporal_layers=temporal_layers, freeze_layers=freeze_layers, epochs=epochs,
+        batch_size=batch_size, grad_accum=grad_accum, lr=lr, coef_lr=coef_lr, weight_decay=weight_decay,
+        warmup=warmup, schedule=schedule, optimizer=optimizer, amp=amp, seed=seed, max_words=max_words,
+        max_frames=max_frames, sampling=sampling, fps=fps, train_order=train_order,
+        expand_sentences=expand_sentences, dataset_options=options, select_on=select_on,
+        eval_batch_size=eval_batch_size, workers=workers, device=device, skip_missing=skip_missing, resume=resume,
+        save_every=save_every, max_steps=max_steps)
+    rank0 = int(__import__("os").environ.get("RANK", "0")) == 0
+    with _progress(quiet or not rank0, "clips") as progress:
+        state = {"task": None, "batch": batch_size}
+
+        def on_event(event: dict) -> None:
+            kind = event.get("event")
+            if kind == "epoch_start":
+                if state["task"] is not None:
+                    progress.remove_task(state["task"])
+                state["task"] = progress.add_task(f"epoch {event['epoch']}", total=event["steps"] * batch_size,
+                                                  completed=event["done_steps"] * batch_size)
+            elif kind in ("step", "tick") and state["task"] is not None:
+                progress.advance(state["task"], batch_size)
+                progress.update(state["task"], description=f"epoch loss {event['loss']:.3f}")
+            elif kind == "epoch" and event.get("metrics"):
+                _print_epoch_metrics(event)
+
+        result = finetune.run(cfg, on_event=on_event)
+    if rank0:
+        rows = [("run", str(result.run_dir)), ("steps", result.steps), ("seconds", f"{result.seconds:.1f}"),
+                ("selection", result.selection), ("best epoch", result.best_epoch)]
+        if result.best_metrics:
+            for k in ("R@1", "R@5", "R@10", "MdR", "MnR"):
+                rows.append((f"t2v {k}", f"{result.best_metrics['t2v'][k]:.1f}"))
+        _print_table("c4c finetune", rows)
+
+
+def _print_epoch_metrics(event: dict) -> None:
+    from rich.table import Table
+
+    metrics = event["metrics"]
+    table = Table(title=f"epoch {event['epoch']} ({metrics.get('split', '')})" + (" best so far" if event.get("best") else ""))
+    for col in ("", "R@1", "R@5", "R@10", "MdR", "MnR"):
+        table.add_column(col, justify="right")
+    for direction in ("t2v", "v2t"):
+        if direction in metrics:
+            m = metrics[direction]
+            table.add_row(direction, *[f"{m[k]:.1f}" for k in ("R@1", "R@5", "R@10", "MdR", "MnR")])
+    _console().print(table)
 
 
 def _print_table(title: str, rows: list[tuple[str, object]]) -> None:

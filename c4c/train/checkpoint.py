@@ -1,0 +1,149 @@
+"""Run checkpoints: weights in safetensors, training state in a weights-only torch file.
+
+Layout of one checkpoint folder (``RUN/checkpoints/step-000123/``, ``RUN/best/``)::
+
+    model.safetensors     the model's state dict
+    train_state.pt        optimiser, scheduler, grad scaler, RNG states, sampler position, counters
+                          (tensors and plain Python values only: loaded with weights_only=True)
+    meta.json             step, epoch, metrics, c4c version
+
+Folders are written under a temporary name and renamed into place; ``RUN/latest.json`` names the
+newest complete checkpoint and is replaced atomically, so a kill at any moment leaves a usable one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from c4c import __version__
+from c4c.errors import C4CError
+
+FORMAT = "c4c-checkpoint"
+FORMAT_VERSION = 1
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator's state, as tensors and plain values."""
+    import numpy as np
+    import torch
+
+    np_state = np.random.get_state()
+    state = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save(folder: Path, model_state: dict, train_state: dict | None, meta: dict) -> Path:
+    """Write a checkpoint folder atomically (temp folder, then rename over ``folder``)."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
+    if train_state is not None:
+        torch.save(train_state, tmp / "train_state.pt")
+    (tmp / "meta.json").write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION,
+                                               "c4c_version": __version__, **meta}, indent=2) + "\n")
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def resolve(folder: Path) -> Path:
+    """The checkpoint folder to read: ``folder``, or its ``.old`` twin left by a save that was cut short."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file():
+        return folder
+    old = folder.with_name(folder.name + ".old")
+    if (old / "model.safetensors").is_file():
+        return old
+    raise C4CError("no checkpoint here (model.safetensors missing)", path=folder)
+
+
+def load_meta(folder: Path) -> dict:
+    folder = resolve(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise C4CError(f"unreadable checkpoint metadata: {exc}", path=folder / "meta.json") from None
+    if meta.get("format") != FORMAT:
+        raise C4CError("not a c4c checkpoint", path=folder)
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise C4CError("checkpoint written by a newer c4c", path=folder, hint="upgrade c4c")
+    return meta
+
+
+def load_model_state(folder: Path) -> dict:
+    """The model weights of a checkpoint (safetensors: no code is ever unpickled)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(resolve(folder) / "model.safetensors"))
+
+
+def load_train_state(folder: Path) -> dict:
+    """Optimiser/scheduler/RNG/sampler state, loaded with ``weights_only=True``."""
+    import torch
+
+    path = resolve(folder) / "train_state.pt"
+    if not path.is_file():
+        raise C4CError("checkpoint has no training state (it cannot be resumed)", path=path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def write_latest(run_dir: Path, folder: Path, meta: dict) -> None:
+    _atomic_json(Path(run_dir) / "latest.json", {"checkpoint": Path(folder).name, **meta})
+
+
+def latest(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    pointer = Path(run_dir) / "latest.json"
+    if not pointer.is_file():
+        return None
+    name = json.loads(pointer.read_text())["checkpoint"]
+    return Path(run_dir) / "checkpoints" / name
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Keep the ``keep`` newest step checkpoints (and never the one latest.json names)."""
+    ckpts = sorted((Path(run_dir) / "checkpoints").glob("step-*"))
+    current = latest(run_dir)
+    for old in ckpts[:-keep] if keep > 0 else []:
+        if current is None or old.resolve() != current.resolve():
+            shutil.rmtree(old, ignore_errors=True)
