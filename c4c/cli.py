@@ -35,11 +35,12 @@ def _setup_logging(quiet: bool) -> None:
     from rich.logging import RichHandler
 
     handler = RichHandler(console=_console(stderr=True), show_path=False)
-    # open_clip says this for every deliberate random init (--pretrained none); not news to the user
-    handler.addFilter(lambda record: not record.getMessage().startswith("No pretrained weights loaded"))
+    # open_clip logs its chatter on the root logger (and warns on every deliberate random init)
+    handler.addFilter(lambda record: record.levelno >= logging.ERROR
+                      or ("open_clip" not in record.pathname
+                          and not record.getMessage().startswith("No pretrained weights loaded")))
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
                         handlers=[handler], force=True)
-    logging.getLogger("root").setLevel(logging.WARNING if quiet else logging.INFO)
     for noisy in ("open_clip", "huggingface_hub", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

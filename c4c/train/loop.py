@@ -273,7 +273,10 @@ class Trainer:
                     done = True
                     break
             if done and self.state.position < len(self.sampler):
-                break  # stopped mid-epoch: the last step checkpoint (if any) resumes here
+                if not (cfg.save_every and self.state.step % cfg.save_every == 0):
+                    self.save()  # stopped mid-epoch: resumable from exactly here
+                    barrier()
+                break
             self._end_epoch(epoch)
         return self.state
 
