@@ -177,6 +177,7 @@ def finetune_cmd(
     clip: str = typer.Option("ViT-B-32", help="open_clip model name, 'tiny', or a JSON model config."),
     pretrained: str = typer.Option("openai", help="open_clip pretrained tag, a local weights file, or 'none'."),
     init: Optional[Path] = typer.Option(None, help="Start from another c4c run (e.g. `c4c pretrain` output)."),
+    clip_fp16: bool = typer.Option(False, help="Store CLIP weights in fp16 as the reference does (for exact reproduction on GPU)."),
     patch: str = typer.Option("2d", help="Linear patch: 2d, or 3d (Conv3d over 3 frames, initialised from 2d)."),
     temporal_layers: int = typer.Option(4, help="Layers of the seqTransf / tightTransf transformer."),
     freeze_layers: int = typer.Option(0, help="Freeze CLIP embeddings and blocks below N (-1: train all)."),
@@ -227,6 +228,7 @@ def finetune_cmd(
     options = {"msrvtt_train": msrvtt_train} if dataset == "msrvtt" else {}
     cfg = finetune.FinetuneConfig(
         dataset=dataset, ann=ann, frames=frames, out=out, sim=sim, clip=clip, pretrained=pretrained, init=init,
+        clip_fp16=clip_fp16,
         patch=patch, temporal_layers=temporal_layers, freeze_layers=freeze_layers, epochs=epochs,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, coef_lr=coef_lr, weight_decay=weight_decay,
         warmup=warmup, schedule=schedule, optimizer=optimizer, amp=amp, seed=seed, max_words=max_words,

@@ -165,3 +165,20 @@ def test_local_weights_round_trip(tmp_path, tiny_clip):
     save_file({"nope": torch.zeros(1)}, str(bad))
     with pytest.raises(C4CError, match="do not fit"):
         build_clip("tiny", str(bad))
+
+
+def test_fp16_clip_weights_follow_the_reference_conversion():
+    clip, _ = build_clip("tiny", "none", fp16_weights=True)
+    assert clip.visual.conv1.weight.dtype == torch.float16
+    assert clip.transformer.resblocks[0].attn.in_proj_weight.dtype == torch.float16
+    assert clip.text_projection.dtype == torch.float16 and clip.visual.proj.dtype == torch.float16
+    assert clip.ln_final.weight.dtype == torch.float32 and clip.token_embedding.weight.dtype == torch.float32
+    for patch in ("2d", "3d"):
+        m = CLIP4Clip(clip if patch == "2d" else build_clip("tiny", "none", fp16_weights=True)[0], sim="seqTransf",
+                      patch=patch, temporal_layers=2)
+        ids, video, mask = _batch()
+        loss = m(ids, video, mask)
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert m.clip.transformer.resblocks[0].attn.in_proj_weight.grad.dtype == torch.float16
+        assert m.head.temporal.resblocks[0].attn.in_proj_weight.dtype == torch.float32

@@ -79,13 +79,16 @@ def _resolve_tag(model_name: str, tag: str) -> str | None:
     return None
 
 
-def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: str = "cpu"):
+def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: str = "cpu", fp16_weights: bool = False):
     """Return ``(open_clip CLIP model in train mode, BackboneInfo)``.
 
     ``clip``: an open_clip model name, ``tiny``, or a path to an open_clip JSON model config.
     ``pretrained``: ``none``, an open_clip tag (``openai``, ``laion2b_s34b_b79k``, ...) or a weights file
     (open_clip/our safetensors or .pt state dict, or OpenAI's TorchScript ``ViT-B-32.pt``).
+    ``fp16_weights``: store Linear/Conv/attention/projection weights in fp16 and run LayerNorms in fp32,
+    exactly what the reference code does to CLIP (spec 4.2); training then updates fp16 weights.
     """
+    import torch
     import open_clip
 
     pre = pretrained.strip()
@@ -93,7 +96,7 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
     if clip in BUILTIN or clip.endswith(".json"):
         path = BUILTIN.get(clip, Path(clip))
         cfg = _load_json_config(path)
-        model = open_clip.CLIP(**cfg)
+        model = open_clip.CLIP(**cfg, cast_dtype=torch.float16 if fp16_weights else None)
         name = clip
         if pre.lower() not in ("none", ""):
             _load_weights_file(model, pre)
@@ -103,11 +106,13 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
                            "ViT-B-16, 'tiny', or a path to a JSON model config")
         name = clip
         if pre.lower() in ("none", ""):
-            model = open_clip.create_model(clip, pretrained=None, force_quick_gelu=quick_gelu)
+            model = open_clip.create_model(clip, pretrained=None, force_quick_gelu=quick_gelu,
+                                           precision="fp16" if fp16_weights else "fp32")
         elif Path(pre).exists():
             # OpenAI files are QuickGELU; open_clip loads a path into GELU blocks without a word.
             model = open_clip.create_model(clip, pretrained=None,
-                                           force_quick_gelu=quick_gelu or _looks_like_openai_file(pre))
+                                           force_quick_gelu=quick_gelu or _looks_like_openai_file(pre),
+                                           precision="fp16" if fp16_weights else "fp32")
             _load_weights_file(model, pre)
         else:
             local = _resolve_tag(clip, pre)
@@ -117,7 +122,12 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
                     "reached", hint="download them on a machine with internet (for OpenAI weights: "
                     "https://openaipublic.azureedge.net/clip/models/.../ViT-B-32.pt) and pass --pretrained PATH, "
                     "or --pretrained none for random init")
-            model = open_clip.create_model(clip, pretrained=local or pre, force_quick_gelu=quick_gelu)
+            model = open_clip.create_model(clip, pretrained=local or pre, force_quick_gelu=quick_gelu,
+                                           precision="fp16" if fp16_weights else "fp32")
+    if fp16_weights:
+        from open_clip.model import convert_weights_to_lp
+
+        convert_weights_to_lp(model, dtype=torch.float16)  # idempotent; covers the JSON-config path
     model = model.to(device)
     model.train()
     visual = model.visual

@@ -70,11 +70,12 @@ class CLIP4Clip(nn.Module):
         w = text_ids.shape[1]
         if w > clip.positional_embedding.shape[0]:
             raise ValueError(f"{w} tokens exceed CLIP's context length {clip.positional_embedding.shape[0]}")
-        x = clip.token_embedding(text_ids) + clip.positional_embedding[:w]
+        dtype = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(text_ids).to(dtype) + clip.positional_embedding[:w].to(dtype)
         x = clip.transformer(x, attn_mask=clip.attn_mask[:w, :w].to(x.dtype))
         x = clip.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), text_ids.argmax(dim=-1)]
-        return x @ clip.text_projection
+        return (x @ clip.text_projection).float()
 
     def _pixels(self, video: torch.Tensor) -> torch.Tensor:
         """uint8 ``[N, S, S, 3]`` -> normalised float ``[N, 3, H, W]`` at the model's image size."""
@@ -89,13 +90,14 @@ class CLIP4Clip(nn.Module):
         b, t = video.shape[:2]
         mask = video_mask.bool()
         visual = self.clip.visual
+        dtype = visual.conv1.weight.dtype  # fp16 with --clip-fp16, as the reference
         if self.patch == "2d":
-            feats = visual(self._pixels(video[mask]))
+            feats = visual(self._pixels(video[mask]).to(dtype))
         else:
             # Padded frames are zero after normalisation and take part in their neighbours' temporal
             # convolution, exactly as in the reference.
             pix = self._pixels(video.reshape(b * t, *video.shape[2:])).view(b, t, 3, self.image_size, -1)
-            pix = pix * mask[:, :, None, None, None]
+            pix = (pix * mask[:, :, None, None, None]).to(dtype)
             x = visual.conv2(pix.permute(0, 2, 1, 3, 4))          # [B, width, T, g, g]
             x = x.permute(0, 2, 1, 3, 4)[mask]                    # [N, width, g, g]
             x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
@@ -106,6 +108,7 @@ class CLIP4Clip(nn.Module):
             feats, _ = visual._pool(x)
             if visual.proj is not None:
                 feats = feats @ visual.proj
+        feats = feats.float()
         out = feats.new_zeros(b, t, feats.shape[-1])
         out[mask] = feats
         return out

@@ -41,6 +41,7 @@ class FinetuneConfig:
     sim: str = "meanP"                    # meanP | seqLSTM | seqTransf | tightTransf
     clip: str = "ViT-B-32"                # open_clip model name, "tiny", or a JSON config path
     pretrained: str = "openai"            # open_clip tag, weights file, or "none"
+    clip_fp16: bool = False               # store CLIP weights in fp16 like the reference (GPU; very slow on CPU)
     init: Path | None = None              # start from a c4c run (its best/ or latest checkpoint)
     patch: str = "2d"                     # 2d | 3d linear patch embedding
     temporal_layers: int = 4              # seqTransf / tightTransf depth
@@ -120,7 +121,7 @@ def build_model(cfg: FinetuneConfig, device: str):
     from c4c.train import checkpoint
 
     pretrained = "none" if cfg.init is not None else cfg.pretrained
-    clip, info = build_clip(cfg.clip, pretrained)
+    clip, info = build_clip(cfg.clip, pretrained, fp16_weights=cfg.clip_fp16)
     model = CLIP4Clip(clip, sim=cfg.sim, patch=cfg.patch, temporal_layers=cfg.temporal_layers)
     if cfg.init is not None:
         folder = cfg.init / "best" if (cfg.init / "best").exists() else checkpoint.latest(cfg.init)

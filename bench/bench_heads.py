@@ -1,0 +1,131 @@
+"""Which similarity head models time? Train each head from random init (tiny CLIP) on `c4c synth` data
+and measure text-to-video retrieval on the test split, separately for
+
+- order-contrast queries: captions of videos that have an exact time-reversed twin in the test set
+  ("moves left then up" vs "moves down then right"); the twins have the same frames in reverse order,
+  so an order-blind head (meanP) gives both the same score;
+- the other queries (shape, colour and motion of videos without a twin).
+
+Ties are counted at their expected rank (ties="mean"): an order-blind head gets 50% of the credit
+when a query's two candidates tie. Chance is 1 / number of test videos.
+
+Usage: python bench/bench_heads.py [--videos 240] [--epochs 60] [--seeds 1]
+Prints a table and writes bench/results/heads.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from c4c.stages import extract, synth
+from c4c.stages.finetune import FinetuneConfig, run
+
+WORK = Path(__file__).resolve().parent / ".work" / "heads"
+RESULTS = Path(__file__).resolve().parent / "results"
+HEADS = ("meanP", "seqLSTM", "seqTransf", "tightTransf")
+
+
+def prepare(videos: int, seed: int, fps: float) -> tuple[Path, Path, Path]:
+    data = WORK / f"synth-{videos}-{seed}"
+    synth.run(synth.SynthConfig(out_dir=data, videos=videos, seed=seed, duration=4.0, width=64, height=48))
+    frames = data / f"frames-{fps:g}fps.h5"
+    if not frames.exists():
+        extract.run(extract.ExtractConfig(source=data / "annotations.jsonl", dataset="jsonl", videos_dir=data / "videos",
+                                          out=frames, size=32, fps=fps, codec="raw"))
+    return data / "annotations.jsonl", frames, data / "synth.json"
+
+
+def order_queries(synth_json: Path) -> set[str]:
+    """Test videos whose time-reversed twin is also in the test split."""
+    meta = synth.load_metadata(synth_json)
+    split = {v["video_id"]: v["split"] for v in meta["videos"]}
+    twins = set()
+    for a, b in synth.order_contrast_pairs(synth_json):
+        if split[a] == split[b] == "test":
+            twins.update((a, b))
+    return twins
+
+
+def evaluate_test(run_dir: Path, cfg: FinetuneConfig, twins: set[str]) -> dict:
+    import torch
+
+    from c4c.data.text import CaptionTokenizer
+    from c4c.data.video_text import ClipSpec, EvalSet
+    from c4c.datasets.registry import read_annotations, split_records
+    from c4c.metrics.retrieval import metrics_from_ranks, positive_ranks
+    from c4c.model.inference import encode_eval_set, similarity_matrix
+    from c4c.stages.finetune import build_model
+    from c4c.train import checkpoint
+    from c4c.video.store import FrameStore
+
+    model, _ = build_model(cfg, "cpu")
+    model.load_state_dict(checkpoint.load_model_state(run_dir / "best"))
+    records = split_records(read_annotations("jsonl", cfg.ann), "test")
+    evalset = EvalSet(records, FrameStore(cfg.frames), CaptionTokenizer(cfg.max_words),
+                      ClipSpec(max_frames=cfg.max_frames))
+    with torch.no_grad():
+        text, video, mask = encode_eval_set(model, evalset, batch_size=64)
+        sim = similarity_matrix(model, text, video, mask)
+    ranks = positive_ranks(sim, evalset.video_of_caption, ties="mean")
+    is_twin = np.array([evalset.video_ids[v] in twins for v in evalset.video_of_caption])
+    out = {"order": metrics_from_ranks(ranks[is_twin]), "other": metrics_from_ranks(ranks[~is_twin]),
+           "all": metrics_from_ranks(ranks), "test_videos": len(evalset.video_ids),
+           "order_queries": int(is_twin.sum()), "other_queries": int((~is_twin).sum())}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=240)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per head (mean and spread reported)")
+    ap.add_argument("--heads", default=",".join(HEADS))
+    ap.add_argument("--fps", type=float, default=4.0, help="frames sampled per second of the 4 s videos")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    ann, frames, meta = prepare(args.videos, seed=0, fps=args.fps)
+    twins = order_queries(meta)
+    rows = []
+    for head in args.heads.split(","):
+        runs = []
+        for seed in range(args.seeds):
+            out = WORK / f"run-{head}-{args.videos}-{args.epochs}-{args.fps:g}-{args.lr:g}-{seed}"
+            cfg = FinetuneConfig(dataset="jsonl", ann=ann, frames=frames, out=out, sim=head, clip="tiny",
+                                 pretrained="none", epochs=args.epochs, batch_size=32, lr=args.lr, coef_lr=1.0,
+                                 warmup=0.05, workers=0, temporal_layers=2, max_frames=12, seed=seed,
+                                 log_every=50, keep_checkpoints=1)
+            t0 = time.perf_counter()
+            if not (out / "results.json").exists():
+                if out.exists():
+                    import shutil
+
+                    shutil.rmtree(out)
+                run(cfg)
+            result = evaluate_test(out, cfg, twins)
+            result["train_seconds"] = time.perf_counter() - t0
+            runs.append(result)
+        rows.append({"head": head, "runs": runs})
+        order = [r["order"]["R@1"] for r in runs]
+        other = [r["other"]["R@1"] for r in runs]
+        print(f"{head:12s} order-contrast R@1 {np.mean(order):5.1f} ± {np.std(order):4.1f}   "
+              f"other R@1 {np.mean(other):5.1f} ± {np.std(other):4.1f}   "
+              f"(chance {100 / runs[0]['test_videos']:.1f}; {runs[0]['order_queries']} order / "
+              f"{runs[0]['other_queries']} other queries; {np.mean([r['train_seconds'] for r in runs]):.0f} s)",
+              flush=True)
+    (RESULTS / "heads.json").write_text(json.dumps({"args": vars(args), "cpus": os.cpu_count(), "rows": rows},
+                                                   indent=2, default=float) + "\n")
+    print(f"written {RESULTS / 'heads.json'}")
+
+
+if __name__ == "__main__":
+    main()
