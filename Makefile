@@ -25,16 +25,23 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: install
-	$(BIN)/c4c synth $(DEMO)/synth --videos 24 --seed 0
-	$(BIN)/c4c extract $(DEMO)/synth/annotations.jsonl --dataset jsonl --videos $(DEMO)/synth/videos --out $(DEMO)/frames.h5
+	$(BIN)/c4c synth $(DEMO)/synth --videos 48 --seed 0
+	$(BIN)/c4c extract $(DEMO)/synth/annotations.jsonl --dataset jsonl --videos $(DEMO)/synth/videos \
+		--out $(DEMO)/frames.h5 --size 32 --fps 2
+	rm -rf $(DEMO)/run-seqTransf
+	$(BIN)/c4c finetune --dataset jsonl --ann $(DEMO)/synth/annotations.jsonl --frames $(DEMO)/frames.h5 \
+		--clip tiny --pretrained none --sim seqTransf --temporal-layers 2 --epochs 5 --batch-size 16 \
+		--lr 1e-3 --coef-lr 1 --workers 0 --out $(DEMO)/run-seqTransf
 	@echo
 	@echo "demo outputs:"
 	@echo "  videos + annotations : $(DEMO)/synth/videos, $(DEMO)/synth/annotations.jsonl"
-	@echo "  frame store          : $(DEMO)/frames.h5"
-	@echo "  extraction summary   : $(DEMO)/frames.extract.json"
+	@echo "  frame store          : $(DEMO)/frames.h5 (summary: $(DEMO)/frames.extract.json)"
+	@echo "  fine-tuned run       : $(DEMO)/run-seqTransf (config.json, metrics.jsonl, best/, results.json)"
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_extract.py
+	$(BIN)/python bench/bench_heads.py
+	$(BIN)/python bench/bench_train_step.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

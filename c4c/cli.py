@@ -70,6 +70,8 @@ def synth_cmd(
     fps: int = typer.Option(10, help="Frame rate of the generated files."),
     width: int = typer.Option(128, help="Frame width in pixels (even)."),
     height: int = typer.Option(96, help="Frame height in pixels (even)."),
+    shapes: str = typer.Option("circle,square,triangle", help="Comma-separated shapes to use."),
+    colours: str = typer.Option("red,green,blue,yellow,white,magenta", help="Comma-separated colours to use."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Generate a small captioned video dataset of moving coloured shapes (deterministic from --seed).
@@ -83,12 +85,15 @@ def synth_cmd(
         c4c synth data/synth --videos 48 --seed 1
 
         c4c synth /tmp/big --videos 8 --width 1280 --height 720 --duration 20
+
+        c4c synth /tmp/motion --videos 400 --shapes circle --colours red   # only motion tells captions apart
     """
     from c4c.stages import synth
 
     _setup_logging(quiet)
     config = synth.SynthConfig(out_dir=out_dir, videos=videos, seed=seed, duration=duration, fps=fps,
-                               width=width, height=height)
+                               width=width, height=height, shapes=tuple(shapes.split(",")),
+                               colours=tuple(colours.split(",")))
     with _progress(quiet, "videos") as progress:
         task = progress.add_task("synth", total=videos)
         result = synth.run(config, on_video=lambda done, total: progress.update(task, completed=done))
@@ -211,8 +216,8 @@ def finetune_cmd(
 ) -> None:
     """Fine-tune CLIP4Clip for text-video retrieval; evaluate every epoch, keep the best weights.
 
-    Writes RUN/config.json, metrics.jsonl, checkpoints/, best/ and results.json. Runs under
-    `torchrun --nproc_per_node N c4c finetune ...` for several GPUs or machines.
+    Writes RUN/config.json, metrics.jsonl, checkpoints/, best/ and results.json. For several GPUs or
+    machines: `torchrun --nproc_per_node N -m c4c.cli finetune ...`.
 
     Examples:
 

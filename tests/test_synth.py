@@ -317,3 +317,11 @@ def test_rerun_removes_temp_files_of_a_killed_run(tmp_path):
     stale.write_bytes(b"half an mp4")
     synth.run(config)
     assert not stale.exists()
+
+
+def test_shapes_and_colours_can_be_restricted(tmp_path):
+    config = small_config(tmp_path / "s", videos=6, shapes=("circle",), colours=("red",))
+    plan = synth.plan_videos(config)
+    assert {v.shape for v in plan} == {"circle"} and {v.colour for v in plan} == {"red"}
+    with pytest.raises(C4CError, match="shapes must be"):
+        synth.validate(small_config(tmp_path / "t", shapes=("hexagon",)))

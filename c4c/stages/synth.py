@@ -94,6 +94,8 @@ class SynthConfig:
     val_fraction: float = 0.15  # share of videos in the val split
     test_fraction: float = 0.25  # share of videos in the test split
     crf: int = 18  # x264 quality (0 = lossless, 51 = worst)
+    shapes: tuple[str, ...] = SHAPES  # shapes to draw from (fewer: motion carries more of the caption)
+    colours: tuple[str, ...] = tuple(COLOURS)  # colours to draw from
 
 
 @dataclass
@@ -178,6 +180,10 @@ def validate(config: SynthConfig) -> None:
         raise C4CError(f"synth: crf must be between 0 and 51, got {config.crf}")
     if config.out_dir is None or str(config.out_dir) == "":
         raise C4CError("synth: an output folder is required")
+    for name, allowed in (("shapes", SHAPES), ("colours", tuple(COLOURS))):
+        chosen = tuple(getattr(config, name))
+        if not chosen or any(c not in allowed for c in chosen) or len(set(chosen)) != len(chosen):
+            raise C4CError(f"synth: {name} must be distinct names from {', '.join(allowed)}; got {', '.join(chosen) or 'none'}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,8 +290,8 @@ def plan_videos(config: SynthConfig) -> list[SynthVideo]:
         moves = 2 if kind == "pair" else int(rng.integers(1, 3))
         # prefer a shape/colour/motion combination no other video has, so retrieval is well posed
         for _ in range(100):
-            shape = SHAPES[int(rng.integers(len(SHAPES)))]
-            colour = tuple(COLOURS)[int(rng.integers(len(COLOURS)))]
+            shape = config.shapes[int(rng.integers(len(config.shapes)))]
+            colour = config.colours[int(rng.integers(len(config.colours)))]
             motions = _draw_motions(rng, moves)
             keys = {(shape, colour, motions)}
             if kind == "pair":
@@ -458,6 +464,8 @@ def metadata(config: SynthConfig, videos: list[SynthVideo]) -> dict[str, Any]:
             "val_fraction": config.val_fraction,
             "test_fraction": config.test_fraction,
             "crf": config.crf,
+            "shapes": list(config.shapes),
+            "colours": list(config.colours),
         },
         "frames": frame_count(config),
         "shape_size": shape_size(config),
