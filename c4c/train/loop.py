@@ -106,8 +106,7 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
     mask_all = torch.cat([mb["video_mask"] for mb in micro])
     with amp_ctx:
         loss = model.loss_from_features(t_all, v_all, mask_all)
-    _backward(loss, scaler)
-    scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else 1.0
+    _backward(loss, scaler)  # with fp16 the cached gradients carry the loss scale, as they should
     grads_t = t_all.grad.split(texts[0].shape[0])
     grads_v = v_all.grad.split(videos[0].shape[0])
     no_sync = wrapped.no_sync() if dist_info.distributed else contextlib.nullcontext()
@@ -116,7 +115,6 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
             _restore_rng(rng[k], mb["video"].device)
             with amp_ctx:
                 t, v = wrapped(mb["text_ids"], mb["video"], mb["video_mask"], mode="embed")
-            # the cached gradients already carry the loss scale
             torch.autograd.backward([t.float(), v.float()], [grads_t[k], grads_v[k]])
     if dist_info.distributed:  # no_sync above: average the gradients ourselves
         import torch.distributed as dist
@@ -125,7 +123,6 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
             if p.grad is not None:
                 dist.all_reduce(p.grad)
                 p.grad.div_(dist_info.world_size)
-    del scale
     return float(loss.detach())
 
 
