@@ -40,7 +40,8 @@ demo: install
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_extract.py
-	$(BIN)/python bench/bench_heads.py
+	$(BIN)/python bench/bench_heads.py --videos 240 --epochs 60
+	$(BIN)/python bench/bench_heads.py --videos 300 --epochs 120 --shapes circle --colours red
 	$(BIN)/python bench/bench_train_step.py
 
 clean:
