@@ -182,3 +182,19 @@ def test_fp16_clip_weights_follow_the_reference_conversion():
         assert torch.isfinite(loss)
         assert m.clip.transformer.resblocks[0].attn.in_proj_weight.grad.dtype == torch.float16
         assert m.head.temporal.resblocks[0].attn.in_proj_weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("sim", ["seqTransf", "tightTransf"])
+def test_direct_attention_equals_open_clips_attention(tiny_clip, sim):
+    from open_clip.transformer import ResidualAttentionBlock
+
+    m = _model(tiny_clip, sim)
+    ids, video, mask = _batch()
+    with torch.no_grad():
+        fast = m.similarity(m.encode_text(ids), m.encode_video(video, mask), mask)
+        blocks = [b for b in m.modules() if isinstance(b, ResidualAttentionBlock)]
+        assert blocks and all("attention" in vars(b) for b in blocks)
+        for b in blocks:
+            del b.attention  # back to open_clip's nn.MultiheadAttention path
+        slow = m.similarity(m.encode_text(ids), m.encode_video(video, mask), mask)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from c4c.errors import C4CError
+from c4c.model.attention import use_direct_attention
 from c4c.model.heads import LOOSE, make_head
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -50,6 +51,7 @@ class CLIP4Clip(nn.Module):
         if patch == "3d":
             clip.visual.conv2 = make_patch3d(clip.visual.conv1)
         self.head = make_head(sim, clip, temporal_layers)
+        use_direct_attention(self)  # same results as open_clip's attention, without its layout copies
         size = clip.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         mean = getattr(clip.visual, "image_mean", None) or CLIP_MEAN
