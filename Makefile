@@ -42,6 +42,8 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_extract.py
 	$(BIN)/python bench/bench_heads.py --videos 240 --epochs 60
 	$(BIN)/python bench/bench_heads.py --videos 300 --epochs 120 --shapes circle --colours red
+	$(BIN)/python bench/bench_heads.py --videos 300 --epochs 120 --shapes circle --colours red \
+		--init bench/.work/heads/run-meanP-300-120-4-0.001-1x1-0
 	$(BIN)/python bench/bench_train_step.py
 
 clean:

@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--heads", default=",".join(HEADS))
     ap.add_argument("--fps", type=float, default=4.0, help="frames sampled per second of the 4 s videos")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start every head from this run's CLIP towers (e.g. a meanP run: the analogue of pretrained CLIP)")
     ap.add_argument("--shapes", default=",".join(synth.SHAPES))
     ap.add_argument("--colours", default=",".join(synth.COLOURS))
     args = ap.parse_args()
@@ -116,11 +118,11 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             out = WORK / (f"run-{head}-{args.videos}-{args.epochs}-{args.fps:g}-{args.lr:g}-"
-                          f"{len(shapes)}x{len(colours)}-{seed}")
+                          f"{len(shapes)}x{len(colours)}-{seed}" + ("-init" if args.init else ""))
             cfg = FinetuneConfig(dataset="jsonl", ann=ann, frames=frames, out=out, sim=head, clip="tiny",
                                  pretrained="none", epochs=args.epochs, batch_size=32, lr=args.lr, coef_lr=1.0,
                                  warmup=0.05, workers=0, temporal_layers=2, max_frames=12, seed=seed,
-                                 log_every=50, keep_checkpoints=1)
+                                 log_every=50, keep_checkpoints=1, init=args.init)
             t0 = time.perf_counter()
             if not (out / "results.json").exists():
                 if out.exists():
@@ -141,9 +143,9 @@ def main() -> None:
               f"(chance {100 / runs[0]['test_videos']:.1f}; {runs[0]['order_queries']} order / "
               f"{runs[0]['other_queries']} other queries; {np.mean([r['train_seconds'] for r in runs]):.0f} s)",
               flush=True)
-    name = f"heads-{len(shapes)}x{len(colours)}.json"
+    name = f"heads-{len(shapes)}x{len(colours)}" + ("-init" if args.init else "") + ".json"
     (RESULTS / name).write_text(json.dumps({"args": vars(args), "cpus": os.cpu_count(), "rows": rows},
-                                                   indent=2, default=float) + "\n")
+                                                   indent=2, default=str) + "\n")
     print(f"written {RESULTS / name}")
 
 
