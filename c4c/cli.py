@@ -306,6 +306,16 @@ def _print_failures(result) -> None:
     _console().print(table)
 
 
+def _register_commands() -> None:
+    """Commands that live in c4c/commands/ (each module adds its own)."""
+    from c4c.commands import retrieval
+
+    retrieval.register(app)
+
+
+_register_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the app and turns user errors into one clear line and exit status 2."""
     try:

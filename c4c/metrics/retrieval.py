@@ -234,3 +234,73 @@ def format_table_rows(results: dict[str, dict[str, float]],
         rows.append((direction, *(f"{m[f'R@{k}']:.1f}" for k in ks), f"{m['MdR']:.1f}",
                      f"{m['MnR']:.1f}"))
     return rows
+
+
+def _group_max(block: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """``block: [n, Nt]`` -> ``[n, n_groups]``: per row, the best score within each caption group
+    (-inf for a group without captions). NaN counts as -inf."""
+    block = _nan_to_neg_inf(block)
+    order = np.argsort(groups, kind="stable")
+    present, starts = np.unique(groups[order], return_index=True)
+    out = np.full((block.shape[0], n_groups), -np.inf, dtype=block.dtype)
+    if present.size:
+        out[:, present] = np.maximum.reduceat(block[:, order], starts, axis=1)
+    return out
+
+
+def protocol_of(video_of_caption: np.ndarray, n_videos: int) -> str:
+    """``plain`` when every video has exactly one caption (text i <-> video i up to order), else
+    ``multi-sentence`` (the reference's rule for MSVD-style sets)."""
+    counts = np.bincount(np.asarray(video_of_caption, dtype=np.int64), minlength=n_videos)
+    return "plain" if counts.size and (counts == 1).all() else "multi-sentence"
+
+
+def blockwise_metrics(t2v_rows, v2t_rows, video_of_caption: np.ndarray, n_videos: int, *,
+                      chunk: int = 2048, ties: str = "reference") -> dict:
+    """Retrieval metrics without ever holding the whole similarity matrix.
+
+    ``t2v_rows(start, stop)`` returns the scores of captions ``start:stop`` against every video
+    (``[n, Nv]``), ``v2t_rows(start, stop)`` those of videos ``start:stop`` against every caption
+    (``[n, Nt]``). The protocol follows :func:`protocol_of`; the numbers equal
+    :func:`retrieval_metrics` (plain) and :func:`multi_sentence_metrics` on the full matrix. Videos
+    without captions are distractors in text-to-video and are not queries in video-to-text.
+    Returns ``{"t2v": ..., "v2t": ..., "protocol": ...}``.
+    """
+    _check_choice(ties, TIES, "tie policy")
+    groups = np.asarray(video_of_caption, dtype=np.int64)
+    n_texts = groups.shape[0]
+    if n_texts == 0:
+        raise C4CError("no captions to evaluate", hint="encode with --dataset and --ann to get captions")
+    if groups.min() < 0 or groups.max() >= n_videos:
+        raise C4CError(f"video_of_caption holds a column outside [0, {n_videos})")
+    protocol = protocol_of(groups, n_videos)
+    t2v: list[np.ndarray] = []
+    for start in range(0, n_texts, chunk):
+        block = _as_scores(t2v_rows(start, min(start + chunk, n_texts)))
+        pos = groups[start:start + block.shape[0]]
+        if protocol == "plain":
+            t2v.append(positive_ranks(block, pos, ties))
+            continue
+        keep = np.isfinite(block[np.arange(len(pos)), pos])
+        block, pos = block[keep], pos[keep]
+        t2v.append(_stable_ranks(block, pos) if ties == "reference" else positive_ranks(block, pos, ties))
+    has_caption = np.bincount(groups, minlength=n_videos) > 0
+    v2t: list[np.ndarray] = []
+    for start in range(0, n_videos, chunk):
+        block = _group_max(_as_scores(v2t_rows(start, min(start + chunk, n_videos))), groups, n_videos)
+        rows = np.arange(start, start + block.shape[0])
+        wanted = has_caption[rows]
+        v2t.append(positive_ranks(block[wanted], rows[wanted], ties))
+    return {
+        "t2v": metrics_from_ranks(np.concatenate(t2v), median="numpy" if protocol == "plain" else "lower"),
+        "v2t": metrics_from_ranks(np.concatenate(v2t)),
+        "protocol": protocol,
+    }
+
+
+def matrix_metrics(sim: np.ndarray, video_of_caption: np.ndarray, *, chunk: int = 2048,
+                   ties: str = "reference") -> dict:
+    """:func:`blockwise_metrics` of a full ``sim: [Nt, Nv]`` matrix (e.g. after re-ranking)."""
+    sim = _as_scores(sim, "sim")
+    return blockwise_metrics(lambda a, b: sim[a:b], lambda a, b: sim[:, a:b].T, video_of_caption, sim.shape[1],
+                             chunk=chunk, ties=ties)

@@ -1,0 +1,1 @@
+"""CLI commands grouped by pipeline stage; each module has register(app)."""

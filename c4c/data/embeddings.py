@@ -1,0 +1,228 @@
+"""EMB.h5, the embedding file `c4c encode` writes and `c4c evaluate` / `c4c index` read.
+
+The only code that knows the layout (format ``c4c-embeddings`` version 1, documented in
+data/README.md)::
+
+    /                     attrs: format, format_version, complete, sim, loose, logit_scale, dim,
+                                 normalised, multi_sentence, paragraph, run, checkpoint, frames,
+                                 dataset, ann, split, settings (JSON), fingerprint, created
+    /videos/ids           [Nv] utf-8 strings
+    /videos/emb           [Nv, D] float32, L2-normalised    (loose heads: meanP, seqLSTM, seqTransf)
+    /videos/frames        [Nv, T, D] float32 frame features (tightTransf: its cross encoder's input)
+    /videos/mask          [Nv, T] bool                      (tightTransf)
+    /texts/captions       [Nt] utf-8 strings
+    /texts/video_index    [Nt] int64, row in /videos of the caption's video
+    /texts/emb            [Nt, D] float32 (L2-normalised for loose heads; raw for tightTransf)
+
+Writing goes to ``EMB.h5.partial`` with ``videos_done`` / ``texts_done`` counters, so an
+interrupted encode resumes; the finished file is renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from c4c.errors import C4CError
+
+FORMAT = "c4c-embeddings"
+FORMAT_VERSION = 1
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+def _chunks(rows: int, most: int, *rest: int) -> tuple | None:
+    """HDF5 chunk shape of a ``[rows, *rest]`` dataset (None: contiguous, for an empty one)."""
+    return (min(rows, most), *rest) if rows else None
+
+
+def partial_path(out: Path) -> Path:
+    return Path(out).with_name(Path(out).name + ".partial")
+
+
+@dataclass
+class Layout:
+    """What an embedding file will hold (fixed before the first row is written)."""
+
+    video_ids: list[str]
+    captions: list[str]
+    video_index: np.ndarray          # int64 [Nt]
+    dim: int
+    loose: bool
+    max_frames: int                  # T of /videos/frames (tight heads)
+    attrs: dict                      # scalar/str root attributes (sim, run, frames, ...)
+
+
+class EmbeddingWriter:
+    """Fills a (possibly resumed) ``.partial`` file row block by row block; ``finish`` renames it."""
+
+    def __init__(self, out: Path, layout: Layout, fingerprint: str) -> None:
+        self.out = Path(out)
+        self.path = partial_path(self.out)
+        self.layout = layout
+        h5py = _h5py()
+        self.resumed = False
+        if self.path.exists():
+            try:
+                f = h5py.File(self.path, "r+")
+                if f.attrs.get("fingerprint") == fingerprint:
+                    self.file, self.resumed = f, True
+                else:
+                    f.close()
+            except OSError:
+                pass
+        if not self.resumed:
+            self.path.unlink(missing_ok=True)
+            self.file = self._create(fingerprint)
+
+    def _create(self, fingerprint: str):
+        h5py = _h5py()
+        lay = self.layout
+        f = h5py.File(self.path, "w")
+        text = h5py.string_dtype()
+        for key, value in lay.attrs.items():
+            f.attrs[key] = "" if value is None else value
+        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "complete": False,
+                        "fingerprint": fingerprint, "dim": lay.dim, "loose": lay.loose,
+                        "videos_done": 0, "texts_done": 0})
+        nv, nt, d = len(lay.video_ids), len(lay.captions), lay.dim
+        videos = f.create_group("videos")
+        videos.create_dataset("ids", data=np.array(lay.video_ids, dtype=object), dtype=text)
+        if lay.loose:
+            videos.create_dataset("emb", shape=(nv, d), dtype="f4", chunks=_chunks(nv, 1024, d))
+        else:
+            t = lay.max_frames
+            videos.create_dataset("frames", shape=(nv, t, d), dtype="f4", chunks=_chunks(nv, 64, t, d))
+            videos.create_dataset("mask", shape=(nv, t), dtype=bool)
+        texts = f.create_group("texts")
+        texts.create_dataset("captions", data=np.array(lay.captions, dtype=object), dtype=text)
+        texts.create_dataset("video_index", data=np.asarray(lay.video_index, dtype=np.int64))
+        texts.create_dataset("emb", shape=(nt, d), dtype="f4", chunks=_chunks(nt, 1024, d))
+        f.flush()
+        return f
+
+    @property
+    def videos_done(self) -> int:
+        return int(self.file.attrs["videos_done"])
+
+    @property
+    def texts_done(self) -> int:
+        return int(self.file.attrs["texts_done"])
+
+    def write_texts(self, start: int, emb: np.ndarray) -> None:
+        self.file["texts/emb"][start:start + len(emb)] = emb
+        self.file.attrs["texts_done"] = start + len(emb)
+        self.file.flush()
+
+    def write_videos(self, start: int, emb: np.ndarray, mask: np.ndarray | None = None) -> None:
+        stop = start + len(emb)
+        if self.layout.loose:
+            self.file["videos/emb"][start:stop] = emb
+        else:
+            self.file["videos/frames"][start:stop] = emb
+            self.file["videos/mask"][start:stop] = mask
+        self.file.attrs["videos_done"] = stop
+        self.file.flush()
+
+    def finish(self) -> Path:
+        self.file.attrs["complete"] = True
+        self.file.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.file.close()
+        os.replace(self.path, self.out)
+        return self.out
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except Exception:  # already closed
+            pass
+
+
+class Embeddings:
+    """A validated, complete EMB.h5 (arrays are read on demand)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            hint = None
+            if partial_path(self.path).exists():
+                hint = "an unfinished encode is there (.partial): rerun `c4c encode` with the same options to finish it"
+            raise C4CError("no such embedding file", path=self.path, hint=hint)
+        h5py = _h5py()
+        try:
+            with h5py.File(self.path, "r") as f:
+                self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+                self._check(f)
+                self.video_ids = [str(x) for x in f["videos/ids"].asstr()[()]]
+                self.captions = [str(x) for x in f["texts/captions"].asstr()[()]]
+                self.video_index = f["texts/video_index"][()].astype(np.int64)
+        except OSError as exc:
+            raise C4CError(f"not a readable HDF5 file ({exc})", path=self.path) from None
+
+    def _check(self, f) -> None:
+        if self.attrs.get("format") != FORMAT:
+            raise C4CError(f"not a c4c embedding file (format {self.attrs.get('format')!r})", path=self.path,
+                           hint="make one with `c4c encode`")
+        version = int(self.attrs.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise C4CError(f"embedding format version {version} is newer than this c4c reads ({FORMAT_VERSION})",
+                           path=self.path, hint="upgrade c4c")
+        if not self.attrs.get("complete"):
+            raise C4CError("embedding file is incomplete", path=self.path, hint="rerun `c4c encode`")
+        needed = ["videos/ids", "texts/captions", "texts/video_index", "texts/emb"]
+        needed += ["videos/emb"] if self.attrs.get("loose") else ["videos/frames", "videos/mask"]
+        missing = [k for k in needed if k not in f]
+        if missing:
+            raise C4CError(f"embedding file lacks {', '.join(missing)}", path=self.path)
+        nv, nt = f["videos/ids"].shape[0], f["texts/captions"].shape[0]
+        video_rows = f["videos/emb" if self.attrs.get("loose") else "videos/frames"].shape[0]
+        if video_rows != nv or f["texts/emb"].shape[0] != nt or f["texts/video_index"].shape[0] != nt:
+            raise C4CError("embedding file rows disagree with its id lists", path=self.path)
+        index = f["texts/video_index"][()]
+        if nt and (index.min() < 0 or index.max() >= nv):
+            raise C4CError("a caption points at a video row that does not exist", path=self.path)
+
+    @property
+    def loose(self) -> bool:
+        return bool(self.attrs.get("loose"))
+
+    @property
+    def sim(self) -> str:
+        return str(self.attrs.get("sim", ""))
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.attrs.get("logit_scale", 1.0))
+
+    @property
+    def settings(self) -> dict:
+        return json.loads(self.attrs.get("settings") or "{}")
+
+    def _read(self, key: str) -> np.ndarray:
+        with _h5py().File(self.path, "r") as f:
+            return f[key][()]
+
+    def text_emb(self) -> np.ndarray:
+        """float32 ``[Nt, D]``."""
+        return self._read("texts/emb")
+
+    def video_emb(self) -> np.ndarray:
+        """float32 ``[Nv, D]`` (loose heads only)."""
+        if not self.loose:
+            raise C4CError(f"{self.sim} scores text-video pairs with a cross encoder: this file has no "
+                           "video embeddings", path=self.path,
+                           hint="index and search need a loose head run (meanP, seqLSTM or seqTransf)")
+        return self._read("videos/emb")
+
+    def video_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(frames float32 [Nv, T, D], mask bool [Nv, T])`` (tightTransf only)."""
+        return self._read("videos/frames"), self._read("videos/mask")

@@ -1,0 +1,201 @@
+"""`c4c evaluate EMB.h5`: text-to-video and video-to-text retrieval metrics of an embedding file.
+
+The numbers follow the reference exactly (``c4c.metrics.retrieval``): R@1/5/10/50 in percent, MdR and
+MnR, the plain protocol when each video has one caption (or one paragraph) and the multi-sentence
+protocol otherwise (MSVD: every caption is a query; video-to-text ranks a video's caption set by its
+best caption).
+
+Loose heads (meanP, seqLSTM, seqTransf) are scored block by block from the embeddings, so memory
+stays bounded by ``chunk x N`` scores however large the sets are. tightTransf scores every pair with
+its cross encoder (the run's model is loaded), in ``pair_chunk x pair_chunk`` batches, into one
+``[Nt, Nv]`` matrix. Re-ranking (``--rerank``) needs the whole matrix too; the raw numbers are
+always computed and reported first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from c4c.errors import C4CError
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("t2v", "v2t")
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of `c4c evaluate` for an embedding file."""
+
+    emb: Path                               # EMB.h5 from `c4c encode`
+    out: Path | None = None                 # metrics JSON (default: metrics.json next to EMB.h5)
+    rerank: list[str] = field(default_factory=list)   # extra methods beside "none": dsl, qbnorm, sinkhorn
+    bank: Path | None = None                # EMB.h5 of training captions/videos, for qbnorm
+    rerank_params: dict = field(default_factory=dict)  # e.g. {"temperature": 1.0, "beta": 20.0}
+    run: Path | None = None                 # tightTransf: run folder (default: the one EMB.h5 names)
+    device: str = "auto"
+    chunk: int = 2048                       # rows scored at once (loose heads)
+    pair_chunk: int = 128                   # texts x videos per cross-encoder batch (tightTransf)
+    ties: str = "reference"
+
+
+@dataclass
+class EvaluateResult:
+    metrics: dict
+    out: Path
+    seconds: float
+
+
+class LooseScores:
+    """Scores ``exp(logit_scale) * cos`` of normalised embeddings, computed on demand by row block."""
+
+    def __init__(self, text: np.ndarray, video: np.ndarray, scale: float) -> None:
+        self.text = np.ascontiguousarray(text, dtype=np.float32)
+        self.video = np.ascontiguousarray(video, dtype=np.float32)
+        self.scale = np.float32(scale)
+
+    def t2v(self, a: int, b: int) -> np.ndarray:
+        return (self.text[a:b] @ self.video.T) * self.scale
+
+    def v2t(self, a: int, b: int) -> np.ndarray:
+        return (self.video[a:b] @ self.text.T) * self.scale
+
+    def full(self, chunk: int) -> np.ndarray:
+        sim = np.empty((self.text.shape[0], self.video.shape[0]), np.float32)
+        for a in range(0, sim.shape[0], chunk):
+            sim[a:a + chunk] = self.t2v(a, a + chunk)
+        return sim
+
+
+def tight_matrix(model, text: np.ndarray, frames: np.ndarray, mask: np.ndarray, *, device: str = "cpu",
+                 pair_chunk: int = 128, on_block: Callable[[int], None] | None = None) -> np.ndarray:
+    """``[Nt, Nv]`` cross-encoder scores, ``pair_chunk`` texts x ``pair_chunk`` videos per batch."""
+    import torch
+
+    nt, nv = text.shape[0], frames.shape[0]
+    sim = np.empty((nt, nv), np.float32)
+    with torch.no_grad():
+        for j in range(0, nv, pair_chunk):
+            f = torch.from_numpy(frames[j:j + pair_chunk]).to(device)
+            m = torch.from_numpy(mask[j:j + pair_chunk]).to(device)
+            for i in range(0, nt, pair_chunk):
+                t = torch.from_numpy(text[i:i + pair_chunk]).to(device)
+                sim[i:i + pair_chunk, j:j + pair_chunk] = model.similarity(t, f, m).float().cpu().numpy()
+                if on_block is not None:
+                    on_block(t.shape[0] * f.shape[0])
+    return sim
+
+
+def _bank_scores(bank_path: Path, emb, text: np.ndarray, video: np.ndarray) -> dict[str, np.ndarray]:
+    """Bank-vs-gallery similarities for QB-Norm: bank captions vs test videos (t2v) and bank videos vs
+    test captions (v2t), with the test file's logit scale."""
+    from c4c.data.embeddings import Embeddings
+
+    bank = Embeddings(bank_path)
+    if not bank.loose:
+        raise C4CError("the query bank must come from a loose-head run", path=bank_path)
+    bank_text = bank.text_emb()
+    if bank_text.shape[1] != text.shape[1]:
+        raise C4CError(f"bank embeddings have size {bank_text.shape[1]}, the evaluated ones {text.shape[1]}",
+                       path=bank_path, hint="encode the bank with the same run")
+    if bank.attrs.get("run") != emb.attrs.get("run"):
+        log.warning("the bank %s was encoded with another run (%s) than %s", bank_path, bank.attrs.get("run"),
+                    emb.path)
+    scale = np.float32(emb.logit_scale)
+    scores = {"t2v": (bank_text @ video.T) * scale if bank_text.shape[0] else None,
+              "v2t": None}
+    bank_video = bank.video_emb()
+    if bank_video.shape[0]:
+        scores["v2t"] = (bank_video @ text.T) * scale
+    if scores["t2v"] is None:
+        raise C4CError("the query bank holds no captions", path=bank_path,
+                       hint="encode the training split with --dataset and --ann")
+    return scores
+
+
+def _rerank_metrics(method: str, sim: np.ndarray, groups: np.ndarray, cfg: EvaluateConfig,
+                    bank: dict[str, np.ndarray] | None) -> dict:
+    from c4c.metrics.rerank import TRANSDUCTIVE, rerank
+    from c4c.metrics.retrieval import blockwise_metrics
+
+    params = dict(cfg.rerank_params.get(method, {}))
+    t2v = rerank(method, sim, bank_sim=bank["t2v"] if bank else None, **params)
+    v2t_bank = bank["v2t"] if bank else None
+    if method == "qbnorm" and v2t_bank is None:
+        v2t = sim.T
+        log.warning("qbnorm: the bank has no videos, video-to-text is left un-normalised")
+    else:
+        v2t = rerank(method, np.ascontiguousarray(sim.T), bank_sim=v2t_bank, **params)
+    both = blockwise_metrics(lambda a, b: t2v[a:b], lambda a, b: v2t[a:b], groups, sim.shape[1],
+                             chunk=cfg.chunk, ties=cfg.ties)
+    return {"t2v": both["t2v"], "v2t": both["v2t"], "transductive": method in TRANSDUCTIVE, "params": params}
+
+
+def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> EvaluateResult:
+    """Score the embedding file, print nothing, write the metrics JSON and return it."""
+    from c4c.data.embeddings import Embeddings
+    from c4c.metrics.retrieval import blockwise_metrics, matrix_metrics
+
+    emit = on_event or (lambda event: None)
+    t0 = time.perf_counter()
+    methods = [m for m in dict.fromkeys(cfg.rerank) if m != "none"]
+    if "qbnorm" in methods and cfg.bank is None:
+        raise C4CError("--rerank qbnorm needs --bank EMB_TRAIN.h5 (training captions encoded by the same run)")
+    if cfg.chunk < 1 or cfg.pair_chunk < 1:
+        raise C4CError("--chunk must be at least 1")
+    emb = Embeddings(cfg.emb)
+    groups = emb.video_index
+    if not len(groups):
+        raise C4CError("the embedding file holds no captions: nothing to evaluate", path=cfg.emb,
+                       hint="encode with --dataset/--ann for metrics; for your own videos use `c4c index` and `c4c search`")
+    text = emb.text_emb()
+    nt, nv = len(emb.captions), len(emb.video_ids)
+    emit({"event": "start", "texts": nt, "videos": nv, "sim": emb.sim})
+    sim = None
+    if emb.loose:
+        scores = LooseScores(text, emb.video_emb(), emb.logit_scale)
+        raw = blockwise_metrics(scores.t2v, scores.v2t, groups, nv, chunk=cfg.chunk, ties=cfg.ties)
+        if methods:
+            sim = scores.full(cfg.chunk)
+    else:
+        from c4c.model.load import load_run, resolve_device
+
+        device = resolve_device(cfg.device)
+        run_dir = cfg.run or Path(str(emb.attrs.get("run", "")))
+        loaded = load_run(run_dir, device=device, which=str(emb.attrs.get("checkpoint") or "best"))
+        frames, mask = emb.video_frames()
+        emit({"event": "pairs", "total": nt * nv})
+        sim = tight_matrix(loaded.model, text, frames, mask, device=device, pair_chunk=cfg.pair_chunk,
+                           on_block=lambda n: emit({"event": "pairs_done", "n": n}))
+        raw = matrix_metrics(sim, groups, chunk=cfg.chunk, ties=cfg.ties)
+    metrics: dict = {"t2v": raw["t2v"], "v2t": raw["v2t"], "protocol": raw["protocol"], "ties": cfg.ties,
+                     "texts": nt, "videos": nv, "sim": emb.sim, "emb": str(Path(cfg.emb).resolve()),
+                     "run": emb.attrs.get("run"), "dataset": emb.attrs.get("dataset"),
+                     "split": emb.attrs.get("split"), "rerank": {}}
+    if methods:
+        if "qbnorm" in methods and not emb.loose:
+            raise C4CError("qbnorm needs bank-vs-gallery scores, which a tightTransf cross encoder does not give "
+                           "cheaply; use a loose-head run")
+        bank = _bank_scores(cfg.bank, emb, text, emb.video_emb()) if "qbnorm" in methods else None
+        for method in methods:
+            metrics["rerank"][method] = _rerank_metrics(method, sim, groups, cfg, bank)
+            emit({"event": "rerank", "method": method})
+    metrics["seconds"] = round(time.perf_counter() - t0, 3)
+    out = Path(cfg.out) if cfg.out else Path(cfg.emb).with_name("metrics.json")
+    _atomic_json(out, metrics)
+    return EvaluateResult(metrics=metrics, out=out, seconds=metrics["seconds"])
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
