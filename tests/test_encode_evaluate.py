@@ -207,3 +207,23 @@ def test_evaluate_writes_where_asked_and_qbnorm_needs_a_bank(data, tmp_path):
         evaluate.run(evaluate.EvaluateConfig(emb=out, rerank=["qbnorm"]))
     result = evaluate.run(evaluate.EvaluateConfig(emb=out, out=tmp_path / "sub" / "m.json"))
     assert json.loads((tmp_path / "sub" / "m.json").read_text())["t2v"] == result.metrics["t2v"]
+
+
+def test_reranked_rows_are_reported_beside_the_raw_ones_and_labelled(data, tmp_path):
+    from c4c.metrics.rerank import dual_softmax
+
+    test_emb = _encode(data, "meanP", tmp_path / "test.h5").out
+    bank = _encode(data, "meanP", tmp_path / "train.h5", split="train").out
+    result = evaluate.run(evaluate.EvaluateConfig(emb=test_emb, rerank=["dsl", "qbnorm", "sinkhorn"], bank=bank))
+    m = result.metrics
+    assert set(m["rerank"]) == {"dsl", "qbnorm", "sinkhorn"}
+    assert m["rerank"]["dsl"]["transductive"] and m["rerank"]["sinkhorn"]["transductive"]
+    assert not m["rerank"]["qbnorm"]["transductive"]
+    emb = Embeddings(test_emb)
+    sim = emb.logit_scale * emb.text_emb() @ emb.video_emb().T
+    want = matrix_metrics(dual_softmax(sim), emb.video_index)
+    assert m["rerank"]["dsl"]["t2v"] == pytest.approx(want["t2v"], rel=1e-6)
+    raw = evaluate.run(evaluate.EvaluateConfig(emb=test_emb)).metrics
+    assert raw["t2v"] == m["t2v"]  # re-ranking never changes the raw numbers
+    with pytest.raises(C4CError, match="unknown --rerank"):
+        evaluate.run(evaluate.EvaluateConfig(emb=test_emb, rerank=["magic"]))

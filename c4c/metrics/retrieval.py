@@ -39,6 +39,7 @@ MEDIANS = ("numpy", "lower")
 """Median rules: ``numpy`` averages the two middle values, ``lower`` takes the lower one (torch)."""
 
 _CHUNK_ROWS = 1024  # rows compared at once: bounds the [rows, M] boolean temporaries
+_BLOCK_ELEMENTS = 1 << 24  # scores per block in blockwise_metrics (64 MB of float32)
 
 
 def _check_choice(value: str, allowed: Sequence[str], what: str) -> None:
@@ -261,7 +262,7 @@ def blockwise_metrics(t2v_rows, v2t_rows, video_of_caption: np.ndarray, n_videos
 
     ``t2v_rows(start, stop)`` returns the scores of captions ``start:stop`` against every video
     (``[n, Nv]``), ``v2t_rows(start, stop)`` those of videos ``start:stop`` against every caption
-    (``[n, Nt]``). The protocol follows :func:`protocol_of`; the numbers equal
+    (``[n, Nt]``); blocks hold at most ``chunk`` rows and about 16M scores. The protocol follows :func:`protocol_of`; the numbers equal
     :func:`retrieval_metrics` (plain) and :func:`multi_sentence_metrics` on the full matrix. Videos
     without captions are distractors in text-to-video and are not queries in video-to-text.
     Returns ``{"t2v": ..., "v2t": ..., "protocol": ...}``.
@@ -275,8 +276,10 @@ def blockwise_metrics(t2v_rows, v2t_rows, video_of_caption: np.ndarray, n_videos
         raise C4CError(f"video_of_caption holds a column outside [0, {n_videos})")
     protocol = protocol_of(groups, n_videos)
     t2v: list[np.ndarray] = []
-    for start in range(0, n_texts, chunk):
-        block = _as_scores(t2v_rows(start, min(start + chunk, n_texts)))
+    rows_t2v = max(1, min(chunk, _BLOCK_ELEMENTS // max(n_videos, 1)))
+    rows_v2t = max(1, min(chunk, _BLOCK_ELEMENTS // max(n_texts, 1)))
+    for start in range(0, n_texts, rows_t2v):
+        block = _as_scores(t2v_rows(start, min(start + rows_t2v, n_texts)))
         pos = groups[start:start + block.shape[0]]
         if protocol == "plain":
             t2v.append(positive_ranks(block, pos, ties))
@@ -286,8 +289,8 @@ def blockwise_metrics(t2v_rows, v2t_rows, video_of_caption: np.ndarray, n_videos
         t2v.append(_stable_ranks(block, pos) if ties == "reference" else positive_ranks(block, pos, ties))
     has_caption = np.bincount(groups, minlength=n_videos) > 0
     v2t: list[np.ndarray] = []
-    for start in range(0, n_videos, chunk):
-        block = _group_max(_as_scores(v2t_rows(start, min(start + chunk, n_videos))), groups, n_videos)
+    for start in range(0, n_videos, rows_v2t):
+        block = _group_max(_as_scores(v2t_rows(start, min(start + rows_v2t, n_videos))), groups, n_videos)
         rows = np.arange(start, start + block.shape[0])
         wanted = has_caption[rows]
         v2t.append(positive_ranks(block[wanted], rows[wanted], ties))

@@ -29,6 +29,7 @@ from c4c.errors import C4CError
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("t2v", "v2t")
+QBNORM_COSINE_BETA = 20.0  # QB-Norm's inverse temperature for cosine similarities (its README)
 
 
 @dataclass
@@ -63,10 +64,14 @@ class LooseScores:
         self.scale = np.float32(scale)
 
     def t2v(self, a: int, b: int) -> np.ndarray:
-        return (self.text[a:b] @ self.video.T) * self.scale
+        block = self.text[a:b] @ self.video.T
+        block *= self.scale
+        return block
 
     def v2t(self, a: int, b: int) -> np.ndarray:
-        return (self.video[a:b] @ self.text.T) * self.scale
+        block = self.video[a:b] @ self.text.T
+        block *= self.scale
+        return block
 
     def full(self, chunk: int) -> np.ndarray:
         sim = np.empty((self.text.shape[0], self.video.shape[0]), np.float32)
@@ -122,18 +127,21 @@ def _bank_scores(bank_path: Path, emb, text: np.ndarray, video: np.ndarray) -> d
 
 
 def _rerank_metrics(method: str, sim: np.ndarray, groups: np.ndarray, cfg: EvaluateConfig,
-                    bank: dict[str, np.ndarray] | None) -> dict:
+                    bank: dict[str, np.ndarray] | None, logit_scale: float) -> dict:
     from c4c.metrics.rerank import TRANSDUCTIVE, rerank
     from c4c.metrics.retrieval import blockwise_metrics
 
     params = dict(cfg.rerank_params.get(method, {}))
+    if method == "qbnorm":
+        # QB-Norm's beta = 20 is for cosine scores; ours carry the learned scale (about 100)
+        params.setdefault("beta", QBNORM_COSINE_BETA / logit_scale)
     t2v = rerank(method, sim, bank_sim=bank["t2v"] if bank else None, **params)
     v2t_bank = bank["v2t"] if bank else None
     if method == "qbnorm" and v2t_bank is None:
         v2t = sim.T
         log.warning("qbnorm: the bank has no videos, video-to-text is left un-normalised")
     else:
-        v2t = rerank(method, np.ascontiguousarray(sim.T), bank_sim=v2t_bank, **params)
+        v2t = rerank(method, sim.T, bank_sim=v2t_bank, **params)
     both = blockwise_metrics(lambda a, b: t2v[a:b], lambda a, b: v2t[a:b], groups, sim.shape[1],
                              chunk=cfg.chunk, ties=cfg.ties)
     return {"t2v": both["t2v"], "v2t": both["v2t"], "transductive": method in TRANSDUCTIVE, "params": params}
@@ -146,7 +154,12 @@ def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> 
 
     emit = on_event or (lambda event: None)
     t0 = time.perf_counter()
+    from c4c.metrics.rerank import RERANKERS
+
     methods = [m for m in dict.fromkeys(cfg.rerank) if m != "none"]
+    unknown = [m for m in methods if m not in RERANKERS]
+    if unknown:
+        raise C4CError(f"unknown --rerank {unknown[0]!r}", hint=f"choose from {', '.join(RERANKERS)}")
     if "qbnorm" in methods and cfg.bank is None:
         raise C4CError("--rerank qbnorm needs --bank EMB_TRAIN.h5 (training captions encoded by the same run)")
     if cfg.chunk < 1 or cfg.pair_chunk < 1:
@@ -186,7 +199,7 @@ def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> 
                            "cheaply; use a loose-head run")
         bank = _bank_scores(cfg.bank, emb, text, emb.video_emb()) if "qbnorm" in methods else None
         for method in methods:
-            metrics["rerank"][method] = _rerank_metrics(method, sim, groups, cfg, bank)
+            metrics["rerank"][method] = _rerank_metrics(method, sim, groups, cfg, bank, emb.logit_scale)
             emit({"event": "rerank", "method": method})
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
     out = Path(cfg.out) if cfg.out else Path(cfg.emb).with_name("metrics.json")
