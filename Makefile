@@ -45,6 +45,10 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_heads.py --videos 300 --epochs 120 --shapes circle --colours red \
 		--init bench/.work/heads/run-meanP-300-120-4-0.001-1x1-0
 	$(BIN)/python bench/bench_train_step.py
+	$(BIN)/python bench/bench_pretrain.py
+	$(BIN)/python bench/bench_evaluate.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info
+
+include reproduce.mk

@@ -41,7 +41,7 @@ def _setup_logging(quiet: bool) -> None:
                           and not record.getMessage().startswith("No pretrained weights loaded")))
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
                         handlers=[handler], force=True)
-    for noisy in ("open_clip", "huggingface_hub", "urllib3"):
+    for noisy in ("open_clip", "huggingface_hub", "urllib3", "faiss", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -64,9 +64,14 @@ def _progress(quiet: bool, unit: str):
 @app.command("synth")
 def synth_cmd(
     out_dir: Path = typer.Argument(..., help="Folder to write videos/*.mp4, annotations.jsonl and synth.json into."),
+    kind: str = typer.Option(
+        "retrieval", help="retrieval (short captioned clips) or howto (long videos with timed ASR-like captions "
+                          "in the HowTo100M files caption.json and HowTo100M_v1.csv, for `c4c pretrain`)."),
     videos: int = typer.Option(24, "--videos", "-n", help="Number of videos."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same dataset."),
-    duration: float = typer.Option(4.0, help="Seconds of motion per video."),
+    duration: Optional[float] = typer.Option(
+        None, help="Seconds of motion per video (default 4); with --kind howto the longest video "
+                   "(default 60; lengths are drawn from a third of it up to it)."),
     fps: int = typer.Option(10, help="Frame rate of the generated files."),
     width: int = typer.Option(128, help="Frame width in pixels (even)."),
     height: int = typer.Option(96, help="Frame height in pixels (even)."),
@@ -80,9 +85,15 @@ def synth_cmd(
     left then up") and come with a time-reversed twin, so a model that ignores frame order cannot
     separate them. Writes the generic JSONL annotation format (see data/README.md).
 
+    --kind howto writes a HowTo100M-like corpus of the same shapes, colours and motions instead:
+    long videos of several actions, narrated in short timed ASR-style fragments, in caption.json
+    and HowTo100M_v1.csv (some videos in other categories than Food and Entertaining).
+
     Examples:
 
         c4c synth data/synth --videos 48 --seed 1
+
+        c4c synth data/howto --kind howto --videos 60 --duration 40 --fps 4 --width 64 --height 48
 
         c4c synth /tmp/big --videos 8 --width 1280 --height 720 --duration 20
 
@@ -91,12 +102,22 @@ def synth_cmd(
     from c4c.stages import synth
 
     _setup_logging(quiet)
-    config = synth.SynthConfig(out_dir=out_dir, videos=videos, seed=seed, duration=duration, fps=fps,
-                               width=width, height=height, shapes=tuple(shapes.split(",")),
-                               colours=tuple(colours.split(",")))
+    if kind not in ("retrieval", "howto"):
+        raise C4CError(f"unknown --kind {kind!r}; choose retrieval or howto")
+    if kind == "howto":
+        config = synth.HowToConfig(out_dir=out_dir, videos=videos, seed=seed,
+                                   duration=60.0 if duration is None else duration, fps=fps, width=width,
+                                   height=height, shapes=tuple(shapes.split(",")), colours=tuple(colours.split(",")))
+        make = synth.run_howto
+    else:
+        config = synth.SynthConfig(out_dir=out_dir, videos=videos, seed=seed,
+                                   duration=4.0 if duration is None else duration, fps=fps,
+                                   width=width, height=height, shapes=tuple(shapes.split(",")),
+                                   colours=tuple(colours.split(",")))
+        make = synth.run
     with _progress(quiet, "videos") as progress:
         task = progress.add_task("synth", total=videos)
-        result = synth.run(config, on_video=lambda done, total: progress.update(task, completed=done))
+        result = make(config, on_video=lambda done, total: progress.update(task, completed=done))
     _print_table("c4c synth", [("videos", result.videos), ("captions", result.captions),
                                *[(f"{k} videos", v) for k, v in result.splits.items()],
                                ("annotations", str(result.annotations)), ("seconds", f"{result.seconds:.1f}")])
@@ -104,8 +125,10 @@ def synth_cmd(
 
 @app.command("extract")
 def extract_cmd(
-    source: Path = typer.Argument(..., help="A folder of videos, or an annotation file (with --dataset and --videos)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The HDF5 frame store to write (FRAMES.h5)."),
+    source: Optional[Path] = typer.Argument(
+        None, help="A folder of videos, or an annotation file (with --dataset and --videos)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="The HDF5 frame store to write (FRAMES.h5), or a folder with --shards."),
     videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of the videos named by the annotations."),
     dataset: Optional[str] = typer.Option(
         None, "--dataset", help="Annotation format of SOURCE: msrvtt, msvd, lsmdc, activitynet, didemo, howto100m, jsonl."),
@@ -119,6 +142,15 @@ def extract_cmd(
         0, help="Also merge finished videos into OUT after this many (0: at the end; finished videos are kept "
                 "in OUT.parts/ until then, so a killed run loses none)."),
     batch: int = typer.Option(8, help="Up to this many small files (< 256 kB) decoded by one ffmpeg process; 1 = never."),
+    shards: int = typer.Option(
+        0, help="Write a shard set: OUT is a folder of this many HDF5 files plus manifest.json (for large "
+                "corpora; 0 = one file). Resuming an existing set needs no --shards."),
+    shard_index: Optional[str] = typer.Option(
+        None, help="Only extract these shards, e.g. 3, 0-7 or 0,4,8-11 (one machine's share; run the other "
+                   "shards elsewhere into the same folder)."),
+    index: Optional[Path] = typer.Option(
+        None, "--index", help="Write the manifest.json of the shard set in this folder from its shard files, "
+                              "then stop (after extracting on several machines)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log lines instead of a progress bar."),
 ) -> None:
     """Decode videos with ffmpeg and store frames sampled at --fps, resized and centre-cropped, in HDF5.
@@ -127,6 +159,10 @@ def extract_cmd(
     video. Bad videos (corrupt, truncated, empty, audio-only, missing) do not stop the batch: they
     are listed with their reason in OUT's .failed.tsv, and the exit status is 1.
 
+    With --shards S, OUT is a folder of S files frames-KKKKK-of-SSSSS.h5 (video v goes to shard
+    sha1(v) mod S) and a manifest.json that every c4c command reading frames accepts as --frames.
+    Several machines can fill one set at once, each with its own --shard-index.
+
     Examples:
 
         c4c extract my_videos/ --out my_frames.h5
@@ -134,13 +170,29 @@ def extract_cmd(
         c4c extract data/msrvtt/msrvtt_data --dataset msrvtt --videos data/msrvtt/videos --out data/msrvtt/frames.h5 -j 8
 
         c4c extract data/synth/annotations.jsonl --dataset jsonl --videos data/synth/videos --out frames.h5 --codec raw
+
+        c4c extract data/howto100m --dataset howto100m --videos data/howto100m/videos --out data/howto100m/frames --shards 400 -j 16
+
+        c4c extract data/howto100m --dataset howto100m --videos /mnt/videos --out /shared/frames --shards 400 --shard-index 0-99
+
+        c4c extract --index /shared/frames      # once every machine is done
     """
     from c4c.stages import extract
 
     _setup_logging(quiet)
+    if index is not None:
+        if source is not None or out is not None:
+            raise C4CError("--index DIR only writes the manifest of DIR: give no SOURCE or --out with it")
+        manifest = extract.index_shards(index)
+        _print_table("c4c extract --index", [("manifest", str(manifest))])
+        return
+    if source is None or out is None:
+        raise C4CError("give SOURCE and --out (or --index DIR to write a shard set's manifest)")
     config = extract.ExtractConfig(source=source, out=out, videos_dir=videos, dataset=dataset, fps=fps,
                                    size=size, codec=codec, jpeg_quality=jpeg_quality, workers=workers,
-                                   ffmpeg_threads=ffmpeg_threads, commit_every=commit_every, batch=batch)
+                                   ffmpeg_threads=ffmpeg_threads, commit_every=commit_every, batch=batch,
+                                   shards=shards,
+                                   shard_index=None if shard_index is None else extract.parse_shard_index(shard_index))
     log = logging.getLogger("c4c.extract")
     with _progress(quiet, "videos") as progress:
         task = None
@@ -164,6 +216,10 @@ def extract_cmd(
             ("videos failed", len(result.failed)), ("frames", result.frames),
             ("bytes", f"{result.bytes:,}"), ("seconds", f"{result.seconds:.1f}"),
             ("output", str(result.out)), ("summary", str(result.summary_json))]
+    if result.shards:
+        rows.append(("shards worked on", len(result.shards)))
+        rows.append(("manifest", str(result.manifest) if result.manifest else
+                     "not yet (other shards missing or running; `c4c extract --index` writes it)"))
     if result.with_decode_errors:
         rows.append(("decoded with errors", len(result.with_decode_errors)))
     _print_table("c4c extract", rows)
@@ -308,8 +364,9 @@ def _print_failures(result) -> None:
 
 def _register_commands() -> None:
     """Commands that live in c4c/commands/ (each module adds its own)."""
-    from c4c.commands import retrieval
+    from c4c.commands import pretrain, retrieval
 
+    pretrain.register(app)
     retrieval.register(app)
 
 
