@@ -146,8 +146,12 @@ def test_sigkill_at_any_moment_loses_nothing_finished(tmp_path):
     rng = np.random.default_rng(0)
     seen: set[str] = set()
     kills = 0
-    for delay in list(rng.uniform(0.3, 0.8, size=12)):
+    for delay in list(rng.uniform(0.0, 0.5, size=12)):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        # Kill at a random moment once work has begun (start-up time varies with the machine's load).
+        started = time.monotonic()
+        while proc.poll() is None and not parts_dir_for(out).exists() and time.monotonic() - started < 60:
+            time.sleep(0.01)
         time.sleep(delay)
         finished = proc.poll() is not None
         if not finished:
