@@ -364,10 +364,11 @@ def _print_failures(result) -> None:
 
 def _register_commands() -> None:
     """Commands that live in c4c/commands/ (each module adds its own)."""
-    from c4c.commands import pretrain, retrieval
+    from c4c.commands import caption, pretrain, retrieval
 
     pretrain.register(app)
     retrieval.register(app)
+    caption.register(app)
 
 
 _register_commands()

@@ -135,6 +135,11 @@ def evaluate_cmd(
     dataset: Optional[str] = typer.Option(None, help="Captions: the annotation format of the references."),
     ann: Optional[Path] = typer.Option(None, help="Captions: the annotation file or folder with the references."),
     split: str = typer.Option("test", help="Captions: the split whose captions are the references."),
+    msrvtt_train: str = typer.Option("9k", help="Captions on MSR-VTT: 9k, 7k, or full (the 6,513/497/2,990 "
+                                                "captioning split)."),
+    tokenize: str = typer.Option("ptb", help="Captions: ptb (Stanford PTB, Java), simple (pure Python) or none "
+                                             "(white space, as UniVL)."),
+    allow_missing: bool = typer.Option(False, help="Captions: score only the videos that have a caption."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score retrieval (EMB.h5) or captions (captions.json); print a table, write metrics JSON.
@@ -159,7 +164,8 @@ def evaluate_cmd(
 
     _setup_logging(quiet)
     if path.suffix.lower() == ".json":
-        _evaluate_captions(path, out, dataset, ann, split)
+        options = {"msrvtt_train": msrvtt_train} if dataset == "msrvtt" else {}
+        _evaluate_captions(path, out, dataset, ann, split, tokenize, allow_missing, options)
         return
     from c4c.stages import evaluate
 
@@ -185,7 +191,7 @@ def evaluate_cmd(
 
 
 def _evaluate_captions(path: Path, out: Optional[Path], dataset: Optional[str], ann: Optional[Path],
-                       split: str) -> None:
+                       split: str, tokenize: str, allow_missing: bool, options: dict) -> None:
     import os
 
     from c4c.cli import _console
@@ -195,19 +201,107 @@ def _evaluate_captions(path: Path, out: Optional[Path], dataset: Optional[str], 
     if dataset is None or ann is None:
         raise C4CError("scoring captions needs --dataset and --ann (the reference captions)")
     hypotheses = load_captions_json(path)
-    references = references_from_records(split_records(read_annotations(dataset, ann), split))
-    scores = score_captions(hypotheses, references)
-    result = {"scores": scores, "captions": str(path.resolve()), "dataset": dataset, "ann": str(ann),
+    references = references_from_records(split_records(read_annotations(dataset, ann, **options), split))
+    scores = score_captions(hypotheses, references, tokenize=tokenize, allow_missing=allow_missing)
+    result = {"format": "c4c-caption-metrics", "format_version": 1, "scores": scores, "captions": str(path.resolve()), "dataset": dataset, "ann": str(ann),
               "split": split, "videos": len(hypotheses)}
     target = out or path.with_name(path.stem + ".metrics.json")
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, target)
-    _console().print(_caption_metrics_table(scores, f"captions: {len(hypotheses)} videos ({split})"))
+    _console().print(_caption_metrics_table(scores, f"captions: {len(hypotheses)} videos ({split}), "
+                                                    f"{scores.get('tokenizer')} tokens, pycocoevalcap scale 0-1"))
+    for warning in scores.get("warnings") or []:
+        _console(stderr=True).print(f"[yellow]warning:[/] {warning}")
     _console().print(f"metrics written to {target}")
 
 
+def index_cmd(
+    emb: Path = typer.Argument(..., help="EMB.h5 from `c4c encode` (a meanP, seqLSTM or seqTransf run)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Index folder to write."),
+    kind: str = typer.Option("flat", help="flat (exact inner product), or an approximate kind for large "
+                                          "collections: ivfpq, hnsw (see data/README.md)."),
+    param: List[str] = typer.Option([], help="Index parameter NAME=VALUE, e.g. nprobe=32 or ef_search=128."),
+    overwrite: bool = typer.Option(False, help="Replace an existing index folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Fewer log lines."),
+) -> None:
+    """Build a faiss index of the video embeddings in EMB.h5, for `c4c search`.
+
+    The index remembers the run that encoded the videos, so `c4c search` encodes queries with the
+    same text tower. With faiss-gpu and a GPU, flat and IVF indexes are searched on the GPU.
+
+    Examples:
+
+        c4c index my_emb.h5 --out my_index
+
+        c4c index big_emb.h5 --out big_index --kind hnsw --param ef_search=128
+    """
+    from c4c.cli import _print_table, _setup_logging
+    from c4c.stages import search
+
+    _setup_logging(quiet)
+    params = {}
+    for pair in param:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise C4CError(f"--param {pair!r}: write NAME=VALUE, e.g. nprobe=32")
+        params[name.replace("-", "_")] = _number(value, pair)
+    result = search.build(search.IndexConfig(emb=emb, out=out, kind=kind, params=params, overwrite=overwrite))
+    _print_table("c4c index", [("index", str(result.out)), ("kind", result.kind), ("videos", result.count),
+                               ("dimension", result.dim), ("seconds", f"{result.seconds:.2f}")])
+
+
+def _number(value: str, pair: str):
+    try:
+        number = float(value)
+    except ValueError:
+        raise C4CError(f"{pair!r}: the value must be a number") from None
+    return int(number) if number.is_integer() else number
+
+
+def search_cmd(
+    index: Path = typer.Argument(..., help="Index folder from `c4c index`."),
+    queries: List[str] = typer.Argument(..., help="One or more text queries."),
+    k: int = typer.Option(10, "-k", "--top", help="Videos returned per query."),
+    run: Optional[Path] = typer.Option(None, help="Run whose text tower encodes the query (default: the index's)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    quiet: bool = typer.Option(True, "--quiet/--verbose", "-q", help="Log lines while loading."),
+) -> None:
+    """Find the videos that best match a text query (cosine similarity of the run's embeddings).
+
+    Examples:
+
+        c4c search my_index "a man is cooking pasta" -k 5
+
+        c4c search my_index "a red circle moves left" "a dog runs" --json
+    """
+    from c4c.cli import _console, _setup_logging
+    from c4c.stages import search
+
+    _setup_logging(quiet)
+    searcher = search.TextSearcher(index, run=run, device=device)
+    results = searcher.search(list(queries), k)
+    if as_json:
+        payload = [{"query": q, "results": [{"rank": h.rank, "video_id": h.video_id, "score": round(h.score, 6)}
+                                            for h in hits]} for q, hits in zip(queries, results)]
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    for query, hits in zip(queries, results):
+        table = Table(title=f"\"{query}\"")
+        table.add_column("rank", justify="right")
+        table.add_column("video_id")
+        table.add_column("score", justify="right")
+        for h in hits:
+            table.add_row(str(h.rank), h.video_id, f"{h.score:.4f}")
+        _console().print(table)
+
+
 def register(app: typer.Typer) -> None:
-    """Add encode and evaluate to the `c4c` app."""
+    """Add encode, evaluate, index and search to the `c4c` app."""
     app.command("encode")(encode_cmd)
     app.command("evaluate")(evaluate_cmd)
+    app.command("index")(index_cmd)
+    app.command("search")(search_cmd)

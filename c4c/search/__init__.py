@@ -1,0 +1,1 @@
+"""Search over video embeddings: the faiss vector index behind `c4c index` and `c4c search`."""
