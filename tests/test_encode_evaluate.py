@@ -227,3 +227,39 @@ def test_reranked_rows_are_reported_beside_the_raw_ones_and_labelled(data, tmp_p
     assert raw["t2v"] == m["t2v"]  # re-ranking never changes the raw numbers
     with pytest.raises(C4CError, match="unknown --rerank"):
         evaluate.run(evaluate.EvaluateConfig(emb=test_emb, rerank=["magic"]))
+
+
+def test_a_run_trained_from_quickgelu_weights_is_rebuilt_with_quickgelu(tmp_path):
+    """Activations hold no weights: a run whose CLIP used QuickGELU (OpenAI weights) must be rebuilt
+    with it by load_run and by finetune --init, or its features silently change."""
+    from c4c.model.backbone import build_clip, set_activation, uses_quick_gelu
+    from c4c.model.clip4clip import CLIP4Clip
+    from c4c.model.load import load_run
+    from c4c.stages.finetune import build_model
+    from c4c.train import checkpoint
+
+    clip, info = build_clip("tiny", "none")
+    assert info.quick_gelu == uses_quick_gelu(clip)
+    set_activation(clip, not info.quick_gelu)  # the other activation than the config's default
+    model = CLIP4Clip(clip, sim="meanP")
+    run_dir = tmp_path / "run"
+    checkpoint.save(run_dir / "best", model.state_dict(), None, {"step": 0})
+    (run_dir / "config.json").write_text(json.dumps({"sim": "meanP", "clip": "tiny", "pretrained": "none",
+                                                     "backbone": {"quick_gelu": not info.quick_gelu}}))
+    assert uses_quick_gelu(load_run(run_dir).model.clip) != info.quick_gelu
+    ids = torch.randint(1, 100, (2, 8))
+    torch.testing.assert_close(load_run(run_dir).model.encode_text(ids), model.eval().encode_text(ids))
+    cfg = FinetuneConfig(dataset="jsonl", ann=tmp_path, frames=tmp_path, out=tmp_path / "ft", clip="tiny",
+                         init=run_dir)
+    child, child_info = build_model(cfg, "cpu")
+    assert uses_quick_gelu(child.clip) == child_info.quick_gelu != info.quick_gelu
+
+
+def test_old_runs_without_a_recorded_activation_follow_their_pretrained_tag():
+    from c4c.model.backbone import run_quick_gelu
+
+    assert run_quick_gelu({"pretrained": "openai"}) is True
+    assert run_quick_gelu({"pretrained": "laion2b_s34b_b79k"}) is False
+    assert run_quick_gelu({"pretrained": "none", "backbone": {"quick_gelu": True}}) is True
+    assert run_quick_gelu({"init": "/nonexistent/run"}) is None
+    assert run_quick_gelu({"pretrained": "none"}) is None  # the model config decides

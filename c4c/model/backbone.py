@@ -34,6 +34,7 @@ class BackboneInfo:
     embed_dim: int
     context_length: int
     parameters: int
+    quick_gelu: bool = False      # CLIP's activation (OpenAI weights use QuickGELU; it holds no weights)
 
 
 def _load_json_config(path: Path) -> dict:
@@ -135,8 +136,61 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
     info = BackboneInfo(name=name, pretrained=pre, image_size=int(image_size),
                         embed_dim=int(model.text_projection.shape[1]),
                         context_length=int(model.positional_embedding.shape[0]),
-                        parameters=sum(p.numel() for p in model.parameters()))
+                        parameters=sum(p.numel() for p in model.parameters()),
+                        quick_gelu=uses_quick_gelu(model))
     return model, info
+
+
+def quick_gelu_of(pretrained: str) -> bool:
+    """Whether open_clip weights ``pretrained`` (a tag or a file) were trained with QuickGELU."""
+    tag = str(pretrained).strip()
+    if tag.lower().replace("-", "_") in QUICKGELU_TAGS:
+        return True
+    path = Path(tag)
+    return path.suffix == ".pt" and "vit" in path.name.lower()  # OpenAI's TorchScript files
+
+
+def uses_quick_gelu(clip) -> bool:
+    """Whether the CLIP model's blocks use QuickGELU."""
+    from open_clip.transformer import QuickGELU
+
+    return isinstance(clip.transformer.resblocks[0].mlp.gelu, QuickGELU)
+
+
+def set_activation(clip, quick_gelu: bool) -> None:
+    """Use QuickGELU (OpenAI weights) or GELU in every CLIP block. Activations hold no weights, so a
+    model rebuilt from a checkpoint without its pretrained tag must have them set explicitly."""
+    from open_clip.transformer import QuickGELU
+    from torch import nn
+
+    for tower in (clip.transformer, clip.visual.transformer):
+        for block in tower.resblocks:
+            if isinstance(block.mlp.gelu, QuickGELU) != quick_gelu:
+                block.mlp.gelu = QuickGELU() if quick_gelu else nn.GELU()
+
+
+def run_quick_gelu(run_config: dict, _depth: int = 0) -> bool | None:
+    """The activation a saved run's CLIP used: recorded in its ``backbone``, else implied by its
+    pretrained tag or by its ``--init`` run (None when it cannot be told)."""
+    backbone = run_config.get("backbone") or {}
+    if "quick_gelu" in backbone:
+        return bool(backbone["quick_gelu"])
+    arch = run_config.get("architecture") or {}
+    if "quick_gelu" in arch:
+        return bool(arch["quick_gelu"])
+    init = run_config.get("init")
+    if init and _depth < 8:
+        import json
+
+        path = Path(str(init)) / "config.json"
+        try:
+            return run_quick_gelu(json.loads(path.read_text()), _depth + 1)
+        except (OSError, ValueError):
+            return None
+    pretrained = str(run_config.get("pretrained") or "").strip()
+    if pretrained.lower() in ("", "none"):
+        return None  # random init: the model config's own activation
+    return quick_gelu_of(pretrained)
 
 
 def _looks_like_openai_file(path: str) -> bool:

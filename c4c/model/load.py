@@ -69,7 +69,7 @@ def checkpoint_folder(run_dir: Path, which: str = "best") -> Path:
 
 def load_run(run_dir: Path, *, device: str = "cpu", which: str = "best") -> LoadedRun:
     """Rebuild a run's CLIP4Clip from its config and load the weights of ``which`` checkpoint."""
-    from c4c.model.backbone import build_clip
+    from c4c.model.backbone import build_clip, run_quick_gelu, set_activation
     from c4c.model.clip4clip import CLIP4Clip
     from c4c.train import checkpoint
 
@@ -77,6 +77,9 @@ def load_run(run_dir: Path, *, device: str = "cpu", which: str = "best") -> Load
     config = read_run_config(run_dir)
     folder = checkpoint_folder(run_dir, which)
     clip, _ = build_clip(config["clip"], "none", fp16_weights=bool(config.get("clip_fp16", False)))
+    quick_gelu = run_quick_gelu(config)
+    if quick_gelu is not None:
+        set_activation(clip, quick_gelu)  # OpenAI-initialised runs use QuickGELU, which no weight records
     model = CLIP4Clip(clip, sim=config["sim"], patch=config.get("patch", "2d"),
                       temporal_layers=int(config.get("temporal_layers", 4)))
     state = checkpoint.load_model_state(folder)

@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.errors import C4CError
+from c4c.model.backbone import quick_gelu_of as _quick_gelu_of
+from c4c.model.backbone import set_activation as _set_activation
+from c4c.model.backbone import uses_quick_gelu as _uses_quick_gelu
 from c4c.model.decoder import DEFAULT_ALPHA
 
 log = logging.getLogger(__name__)
@@ -184,35 +187,6 @@ def _run_checkpoint(run_dir: Path, which: str = "best") -> Path:
     if folder is None:
         raise C4CError("the run has no checkpoint yet (no best/ and no latest.json)", path=run_dir)
     return folder
-
-
-def _quick_gelu_of(pretrained: str) -> bool:
-    """Whether open_clip weights ``pretrained`` (a tag or a file) were trained with QuickGELU."""
-    from c4c.model.backbone import QUICKGELU_TAGS
-
-    tag = str(pretrained).strip()
-    if tag.lower().replace("-", "_") in QUICKGELU_TAGS:
-        return True
-    p = Path(tag)
-    return p.suffix == ".pt" and "vit" in p.name.lower()  # OpenAI's TorchScript files
-
-
-def _set_activation(clip, quick_gelu: bool) -> None:
-    """Use QuickGELU (OpenAI weights) or GELU in every CLIP block: activations hold no weights, so a
-    model rebuilt without its pretrained tag needs them set explicitly."""
-    from open_clip.transformer import QuickGELU
-    from torch import nn
-
-    for tower in (clip.transformer, clip.visual.transformer):
-        for block in tower.resblocks:
-            if isinstance(block.mlp.gelu, QuickGELU) != quick_gelu:
-                block.mlp.gelu = QuickGELU() if quick_gelu else nn.GELU()
-
-
-def _uses_quick_gelu(clip) -> bool:
-    from open_clip.transformer import QuickGELU
-
-    return isinstance(clip.transformer.resblocks[0].mlp.gelu, QuickGELU)
 
 
 def resolve_architecture(cfg: CaptionTrainConfig) -> dict:

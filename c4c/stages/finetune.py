@@ -19,7 +19,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -122,6 +122,14 @@ def build_model(cfg: FinetuneConfig, device: str):
 
     pretrained = "none" if cfg.init is not None else cfg.pretrained
     clip, info = build_clip(cfg.clip, pretrained, fp16_weights=cfg.clip_fp16)
+    if cfg.init is not None:
+        from c4c.model.backbone import run_quick_gelu, set_activation, uses_quick_gelu
+        from c4c.model.load import read_run_config
+
+        quick_gelu = run_quick_gelu(read_run_config(cfg.init)) if (cfg.init / "config.json").is_file() else None
+        if quick_gelu is not None:
+            set_activation(clip, quick_gelu)  # the --init run's activation (QuickGELU for OpenAI weights)
+            info = replace(info, quick_gelu=uses_quick_gelu(clip))
     model = CLIP4Clip(clip, sim=cfg.sim, patch=cfg.patch, temporal_layers=cfg.temporal_layers)
     if cfg.init is not None:
         folder = cfg.init / "best" if (cfg.init / "best").exists() else checkpoint.latest(cfg.init)
