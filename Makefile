@@ -55,7 +55,8 @@ demo: install
 	@echo "== 6/9 train a captioner on the meanP encoder"
 	rm -rf $(DEMO)/run-caption
 	$(BIN)/c4c caption train --dataset jsonl --ann $(DEMO)/synth/annotations.jsonl --frames $(DEMO)/frames.h5 \
-		--init $(DEMO)/run-meanP --epochs 10 --batch-size 16 --lr 1e-3 --workers 0 --out $(DEMO)/run-caption -q
+		--init $(DEMO)/run-meanP --decoder-layers 2 --epochs 40 --batch-size 16 --lr 2e-3 --workers 0 \
+		--out $(DEMO)/run-caption -q
 	@echo "== 7/9 caption the test videos and score the captions"
 	$(BIN)/c4c caption generate --run $(DEMO)/run-caption --frames $(DEMO)/frames.h5 --dataset jsonl \
 		--ann $(DEMO)/synth/annotations.jsonl --split test --beam 3 --out $(DEMO)/captions.json -q
