@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 DEMO   ?= demo-out
 
-.PHONY: install test test-fast demo bench clean
+MINI   ?= reports/mini
+
+.PHONY: install test test-fast demo bench clean reproduce-mini
 
 install: $(STAMP)
 
@@ -86,6 +88,9 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_pretrain.py
 	$(BIN)/python bench/bench_evaluate.py
 	$(BIN)/python bench/bench_caption.py
+
+reproduce-mini: install
+	$(BIN)/python -m c4c.mini --out $(MINI)
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -198,3 +198,24 @@ def test_direct_attention_equals_open_clips_attention(tiny_clip, sim):
             del b.attention  # back to open_clip's nn.MultiheadAttention path
         slow = m.similarity(m.encode_text(ids), m.encode_video(video, mask), mask)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_a_3d_run_can_start_from_a_2d_run(tmp_path):
+    """`c4c finetune --init 2d-run --patch 3d`: the 3-D patch is built from the loaded 2-D patch."""
+    import json
+
+    from c4c.model.backbone import build_clip
+    from c4c.model.clip4clip import CLIP4Clip
+    from c4c.stages.finetune import FinetuneConfig, build_model
+    from c4c.train import checkpoint
+
+    clip, _ = build_clip("tiny", "none")
+    two_d = CLIP4Clip(clip, sim="meanP")
+    checkpoint.save(tmp_path / "run" / "best", two_d.state_dict(), None, {"step": 0})
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"sim": "meanP", "clip": "tiny", "pretrained": "none"}))
+    cfg = FinetuneConfig(dataset="jsonl", ann=tmp_path, frames=tmp_path, out=tmp_path / "ft", clip="tiny",
+                         init=tmp_path / "run", patch="3d")
+    model, _ = build_model(cfg, "cpu")
+    w = model.clip.visual.conv2.weight
+    torch.testing.assert_close(w[:, :, 1], two_d.clip.visual.conv1.weight)
+    assert not w[:, :, 0].any() and not w[:, :, 2].any()

@@ -77,10 +77,12 @@ class FakeModel(nn.Module):
 
 
 EMBEDDINGS = {"clip.token_embedding.weight", "clip.positional_embedding", "clip.visual.class_embedding",
-              "clip.visual.positional_embedding", "clip.visual.conv1.weight", "clip.visual.conv2.weight",
+              "clip.visual.positional_embedding", "clip.visual.conv1.weight",
               "clip.visual.ln_pre.weight", "clip.visual.ln_pre.bias"}
-EMBEDDING_COUNT = 40 + 12 + 4 + 20 + 48 + 96 + 8   # 228
-ALWAYS_TRAINABLE_COUNT = 8 + 16 + 1 + 8 + 16       # ln_final, text_projection, logit_scale, ln_post, proj: 49
+EMBEDDING_COUNT = 40 + 12 + 4 + 20 + 48 + 8        # 132
+PATCH_3D_COUNT = 96                                # visual.conv2 (3-D patch): new, never frozen
+ALWAYS_TRAINABLE_COUNT = 8 + 16 + 1 + 8 + 16 + PATCH_3D_COUNT  # ln_final, text_projection, logit_scale, ln_post, proj,
+                                                               # conv2: 145
 BLOCK_COUNT = 68
 CLIP_COUNT = EMBEDDING_COUNT + ALWAYS_TRAINABLE_COUNT + 4 * BLOCK_COUNT  # 549
 
@@ -100,11 +102,12 @@ def test_fake_model_has_the_real_parameter_names() -> None:
 # freeze_clip_layers
 # --------------------------------------------------------------------------------------------
 
-def test_freeze_zero_freezes_exactly_the_embeddings_conv2_included() -> None:
+def test_freeze_zero_freezes_exactly_the_embeddings_but_not_the_new_3d_patch() -> None:
     model = FakeModel()
     counts = freeze_clip_layers(model, 0)
     assert frozen_names(model) == EMBEDDINGS
-    assert counts == {"frozen": 228, "trainable": 321}
+    assert model.clip.visual.conv2.weight.requires_grad
+    assert counts == {"frozen": 132, "trainable": 417}
 
 
 def test_freeze_n_keeps_blocks_from_n_on_in_both_towers() -> None:
@@ -113,7 +116,7 @@ def test_freeze_n_keeps_blocks_from_n_on_in_both_towers() -> None:
     block0 = {f"clip.{tower}transformer.resblocks.0.{leaf}" for tower in ("", "visual.")
               for leaf in ("ln_1.weight", "ln_1.bias", "attn.in_proj_weight", "attn.in_proj_bias")}
     assert frozen_names(model) == EMBEDDINGS | block0
-    assert counts == {"frozen": 228 + 2 * 68, "trainable": 49 + 2 * 68}
+    assert counts == {"frozen": 132 + 2 * 68, "trainable": 145 + 2 * 68}
 
 
 def test_freeze_beyond_depth_leaves_only_final_ln_projections_and_logit_scale() -> None:
@@ -121,8 +124,8 @@ def test_freeze_beyond_depth_leaves_only_final_ln_projections_and_logit_scale() 
     counts = freeze_clip_layers(model, 12)
     trainable = {name for name, p in model.clip.named_parameters() if p.requires_grad}
     assert trainable == {"ln_final.weight", "ln_final.bias", "text_projection", "logit_scale",
-                         "visual.ln_post.weight", "visual.ln_post.bias", "visual.proj"}
-    assert counts == {"frozen": 500, "trainable": 49}
+                         "visual.ln_post.weight", "visual.ln_post.bias", "visual.proj", "visual.conv2.weight"}
+    assert counts == {"frozen": 404, "trainable": 145}
 
 
 def test_freeze_minus_one_freezes_nothing() -> None:

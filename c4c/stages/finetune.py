@@ -137,6 +137,12 @@ def build_model(cfg: FinetuneConfig, device: str):
             folder = cfg.init
         state = checkpoint.load_model_state(folder)
         missing, unexpected = model.load_state_dict(state, strict=False)
+        if cfg.patch == "3d" and "clip.visual.conv2.weight" in missing:
+            # a 2-D run: its 3-D patch is built from the loaded 2-D patch, as from pretrained CLIP
+            from c4c.model.clip4clip import make_patch3d
+
+            model.clip.visual.conv2 = make_patch3d(model.clip.visual.conv1)
+            missing = [k for k in missing if not k.startswith("clip.visual.conv2.")]
         clip_missing = [k for k in missing if k.startswith("clip.")]
         if clip_missing or unexpected:
             raise C4CError(f"--init checkpoint does not fit: {len(clip_missing)} CLIP weights missing, "

@@ -56,8 +56,10 @@ def freeze_clip_layers(model: nn.Module, freeze_layers: int, clip_attr: str = "c
 
     Difference from the reference: there, ``--linear_patch 3d`` made a mistaken string test
     (``name.find("conv2.")`` used as a boolean) true for every name, so with 3-D patches nothing
-    was frozen at all. Here a 3-D patch conv under CLIP (``visual.conv2.*``) is frozen like
-    ``visual.conv1.weight`` and the rest follows the rules above whatever the patch type.
+    was frozen at all. Here the rules above hold whatever the patch type, and the 3-D patch conv
+    (``visual.conv2.*``) always stays trainable: it is a new layer, initialised so that it equals the
+    2-D patch on a static video, and frozen it would stay exactly the 2-D patch (which is what the
+    3-D ablation compares against). It learns at the CLIP rate (``lr * coef_lr``).
 
     The function only ever freezes (it never sets ``requires_grad=True``); parameters outside CLIP
     are untouched. Returns the number of scalar CLIP parameters ``{"frozen": ..., "trainable": ...}``
@@ -81,9 +83,12 @@ def freeze_clip_layers(model: nn.Module, freeze_layers: int, clip_attr: str = "c
     return counts
 
 
+_PATCH_3D = "visual.conv2."  # the 3-D linear patch: a new layer, never frozen
+
+
 def _stays_trainable(name: str, freeze_layers: int) -> bool:
     """Whether CLIP parameter ``name`` remains trainable under ``freeze_layers >= 0``."""
-    if name.startswith(_ALWAYS_TRAINABLE):
+    if name.startswith(_ALWAYS_TRAINABLE) or name.startswith(_PATCH_3D):
         return True
     block = _BLOCK_INDEX.search(name)
     if block is not None:
