@@ -17,6 +17,7 @@ from torch import nn
 from c4c.errors import C4CError
 from c4c.model.attention import use_direct_attention
 from c4c.model.heads import LOOSE, make_head
+from c4c.model.towers import image_class_features, text_eot_features
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -72,12 +73,7 @@ class CLIP4Clip(nn.Module):
         w = text_ids.shape[1]
         if w > clip.positional_embedding.shape[0]:
             raise ValueError(f"{w} tokens exceed CLIP's context length {clip.positional_embedding.shape[0]}")
-        dtype = clip.transformer.get_cast_dtype()
-        x = clip.token_embedding(text_ids).to(dtype) + clip.positional_embedding[:w].to(dtype)
-        x = clip.transformer(x, attn_mask=clip.attn_mask[:w, :w].to(x.dtype))
-        x = clip.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), text_ids.argmax(dim=-1)]
-        return (x @ clip.text_projection).float()
+        return text_eot_features(clip, text_ids).float()
 
     def _pixels(self, video: torch.Tensor) -> torch.Tensor:
         """uint8 ``[N, S, S, 3]`` -> normalised float ``[N, 3, H, W]`` at the model's image size."""
@@ -94,7 +90,7 @@ class CLIP4Clip(nn.Module):
         visual = self.clip.visual
         dtype = visual.conv1.weight.dtype  # fp16 with --clip-fp16, as the reference
         if self.patch == "2d":
-            feats = visual(self._pixels(video[mask]).to(dtype))
+            tokens = visual._embeds(self._pixels(video[mask]).to(dtype))  # [N, 1 + g*g, width], after ln_pre
         else:
             # Padded frames are zero after normalisation and take part in their neighbours' temporal
             # convolution, exactly as in the reference.
@@ -105,11 +101,8 @@ class CLIP4Clip(nn.Module):
             x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
             cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
             x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
-            x = visual.ln_pre(visual.patch_dropout(x))
-            x = visual.transformer(x)
-            feats, _ = visual._pool(x)
-            if visual.proj is not None:
-                feats = feats @ visual.proj
+            tokens = visual.ln_pre(visual.patch_dropout(x))
+        feats = image_class_features(visual, tokens)
         feats = feats.float()
         out = feats.new_zeros(b, t, feats.shape[-1])
         out[mask] = feats
