@@ -100,6 +100,7 @@ def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> En
     from c4c.data.text import CaptionTokenizer
     from c4c.data.video_text import ClipSpec, EvalSet, collate
     from c4c.model.load import load_run, resolve_device
+    from c4c.train.host_memory import keep_freed_memory
     from c4c.train.loop import autocast_context
     from c4c.video.store import FrameStore
 
@@ -111,6 +112,7 @@ def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> En
     if cfg.batch_size < 1:
         raise C4CError("--batch-size must be at least 1")
     device = resolve_device(cfg.device)
+    keep_freed_memory()  # batches of frames would otherwise be faulted in afresh each time
     amp = cfg.amp if cfg.amp != "auto" else ("bf16" if device.startswith("cuda") else "none")
     amp_ctx = autocast_context(amp, device)
 

@@ -22,6 +22,7 @@ import torch
 from c4c.errors import C4CError
 from c4c.train import checkpoint
 from c4c.train.distributed import DistInfo, all_reduce_mean, barrier
+from c4c.train.host_memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class Trainer:
         self.on_event = on_event or (lambda event: None)
         self.run_meta = run_meta or {}
         self.state = LoopState()
+        keep_freed_memory()  # CPU steps otherwise re-fault their activations every step
         self.scaler = torch.amp.GradScaler(torch.device(dist_info.device).type, enabled=config.amp == "fp16")
         self.amp_ctx = autocast_context(config.amp, dist_info.device)
 
