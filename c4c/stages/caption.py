@@ -36,12 +36,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from c4c.atomic import write_json
 from c4c.errors import C4CError
 from c4c.model.backbone import quick_gelu_of as _quick_gelu_of
 from c4c.model.backbone import set_activation as _set_activation
@@ -381,16 +381,6 @@ def evaluate_loss(model, dataset, *, batch_size: int, device: str, amp_ctx, weig
     return metrics
 
 
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
 
 def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = None) -> CaptionTrainResult:
     """Train a captioner; evaluate the val token loss every epoch; keep the best weights in RUN/best."""
@@ -402,6 +392,7 @@ def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = Non
     from c4c.datasets.registry import read_annotations, split_records
     from c4c.stages.finetune import PARAGRAPH_DATASETS
     from c4c.train import checkpoint
+    from c4c.train.checkpoint import seed_everything
     from c4c.train.distributed import broadcast_object, cleanup, init_distributed
     from c4c.train.loop import LoopConfig, Trainer, autocast_context
     from c4c.train.optim import freeze_clip_layers, make_optimizer
@@ -412,7 +403,7 @@ def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = Non
     arch = resolve_architecture(cfg)
     dist_info = init_distributed(cfg.device)
     amp = cfg.amp if cfg.amp != "auto" else ("bf16" if dist_info.device.startswith("cuda") else "none")
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     paragraph = cfg.paragraph if cfg.paragraph is not None else cfg.dataset in PARAGRAPH_DATASETS
     local_batch = cfg.batch_size // dist_info.world_size
     if local_batch * dist_info.world_size != cfg.batch_size or local_batch % cfg.grad_accum:
@@ -473,7 +464,7 @@ def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = Non
                      "train_items": len(train_set), "val_items": len(val_set) if val_set else 0,
                      "steps_per_epoch": steps_per_epoch})
     if dist_info.is_main:
-        _atomic_json(cfg.out / "config.json", resolved)
+        write_json(cfg.out / "config.json", resolved)
 
     def evaluate(epoch: int) -> dict | None:
         if val_set is None:
@@ -520,7 +511,7 @@ def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = Non
     if dist_info.is_main:
         protocol = {"val": "model selection on the val split by the caption token loss (lower is better)",
                     "last": "no selection split: the last epoch"}[selection]
-        _atomic_json(cfg.out / "results.json", {"task": "caption", "best_epoch": state.best_epoch,
+        write_json(cfg.out / "results.json", {"task": "caption", "best_epoch": state.best_epoch,
                                                 "metrics": best_metrics, "selection": selection,
                                                 "protocol": protocol, "steps": state.step,
                                                 "seconds": round(result.seconds, 1)})
@@ -610,7 +601,7 @@ def generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = None
     seconds = time.perf_counter() - t0
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_json(out, captions)
+    write_json(out, captions)
     meta = {"format": CAPTIONS_FORMAT, "format_version": CAPTIONS_FORMAT_VERSION, "c4c_version": __version__,
             "captions": out.name, "run": str(cfg.run), "checkpoint": str(folder), "frames": str(cfg.frames),
             "dataset": cfg.dataset, "ann": None if cfg.ann is None else str(cfg.ann),
@@ -618,7 +609,7 @@ def generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = None
             "alpha": cfg.alpha if cfg.beam > 1 else 0.0, "batch_size": cfg.batch_size, "device": device,
             "amp": amp, "videos": total, "seconds": round(seconds, 3),
             "captions_per_s": round(total / max(seconds, 1e-9), 3)}
-    _atomic_json(meta_path(out), meta)
+    write_json(meta_path(out), meta)
     log.info("%d captions in %.1f s -> %s", total, seconds, out)
     return GenerateResult(out=out, meta=meta_path(out), captions=captions, videos=total, seconds=seconds,
                           captions_per_s=total / max(seconds, 1e-9), checkpoint=folder)
@@ -641,8 +632,3 @@ def read_captions(path: Path) -> dict[str, str]:
             raise C4CError("captions written by a newer c4c", path=meta, hint="upgrade c4c")
     return data
 
-
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

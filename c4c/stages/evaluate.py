@@ -14,9 +14,7 @@ always computed and reported first.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from c4c.atomic import write_json
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -203,12 +202,6 @@ def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> 
             emit({"event": "rerank", "method": method})
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
     out = Path(cfg.out) if cfg.out else Path(cfg.emb).with_name("metrics.json")
-    _atomic_json(out, metrics)
+    write_json(out, metrics)
     return EvaluateResult(metrics=metrics, out=out, seconds=metrics["seconds"])
 
-
-def _atomic_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -14,15 +14,13 @@ Works alone or under ``torchrun --nproc_per_node N`` (features all-gathered for 
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from c4c.atomic import write_json
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -89,15 +87,6 @@ class FinetuneResult:
     history: list[dict]
 
 
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
-
 
 def _validate(cfg: FinetuneConfig) -> None:
     from c4c.model.heads import HEADS
@@ -161,6 +150,7 @@ def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> 
     from c4c.datasets.registry import read_annotations, split_records
     from c4c.model.inference import evaluate_retrieval
     from c4c.train import checkpoint
+    from c4c.train.checkpoint import seed_everything
     from c4c.train.distributed import cleanup, init_distributed
     from c4c.train.loop import LoopConfig, Trainer, autocast_context, contrastive_step
     from c4c.train.optim import freeze_clip_layers, make_optimizer
@@ -170,7 +160,7 @@ def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> 
     _validate(cfg)
     dist_info = init_distributed(cfg.device)
     amp = cfg.amp if cfg.amp != "auto" else ("bf16" if dist_info.device.startswith("cuda") else "none")
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     paragraph = cfg.paragraph if cfg.paragraph is not None else cfg.dataset in PARAGRAPH_DATASETS
     local_batch = cfg.batch_size // dist_info.world_size
     if local_batch * dist_info.world_size != cfg.batch_size or local_batch % cfg.grad_accum:
@@ -220,7 +210,7 @@ def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> 
                      "parameters": {"total": sum(p.numel() for p in model.parameters()), **frozen},
                      "train_items": len(train_set), "steps_per_epoch": steps_per_epoch})
     if dist_info.is_main:
-        _atomic_json(cfg.out / "config.json", resolved)
+        write_json(cfg.out / "config.json", resolved)
 
     def evaluate(epoch: int) -> dict | None:
         if eval_set is None:
@@ -267,13 +257,8 @@ def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> 
         protocol = {"val": "model selection on the val split",
                     "test": "model selection on the TEST split (the reference's protocol: optimistic)",
                     "last": "no selection split: the last epoch"}[selection]
-        _atomic_json(cfg.out / "results.json", {"best_epoch": state.best_epoch, "metrics": best_metrics,
+        write_json(cfg.out / "results.json", {"best_epoch": state.best_epoch, "metrics": best_metrics,
                                                 "selection": selection, "protocol": protocol,
                                                 "steps": state.step, "seconds": round(result.seconds, 1)})
     return result
 
-
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

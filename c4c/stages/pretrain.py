@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from c4c.atomic import write_json
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,8 @@ def run(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> 
     from c4c.data.sampler import EpochSampler
     from c4c.data.text import CaptionTokenizer
     from c4c.data.video_text import collate
-    from c4c.stages.finetune import _atomic_json, _seed_everything, build_model
+    from c4c.stages.finetune import build_model
+    from c4c.train.checkpoint import seed_everything
     from c4c.train import checkpoint
     from c4c.train.distributed import cleanup, init_distributed
     from c4c.train.loop import LoopConfig, Trainer, contrastive_step
@@ -150,7 +152,7 @@ def run(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> 
                      max_gap=cfg.max_gap)
     dist_info = init_distributed(cfg.device)
     amp = cfg.amp if cfg.amp != "auto" else ("bf16" if dist_info.device.startswith("cuda") else "none")
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     local_batch = cfg.batch_size // dist_info.world_size
     if local_batch * dist_info.world_size != cfg.batch_size or local_batch % cfg.grad_accum:
         raise C4CError(f"--batch-size {cfg.batch_size} must split evenly over {dist_info.world_size} "
@@ -187,7 +189,7 @@ def run(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> 
                      "steps_per_epoch": steps_per_epoch, "epochs_resolved": epochs,
                      "clip_sampling": asdict(rule)})
     if dist_info.is_main:
-        _atomic_json(cfg.out / "config.json", resolved)
+        write_json(cfg.out / "config.json", resolved)
 
     loop = LoopConfig(epochs=epochs, grad_clip=cfg.grad_clip, amp=amp, log_every=cfg.log_every,
                       save_every=cfg.save_every, keep_checkpoints=cfg.keep_checkpoints, max_steps=stop_at)
@@ -228,7 +230,7 @@ def run(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> 
                             finished=state.step >= total_steps)
     if dist_info.is_main:
         done_now = state.step - start_step
-        _atomic_json(cfg.out / "results.json", {
+        write_json(cfg.out / "results.json", {
             "steps": state.step, "steps_total": total_steps, "finished": result.finished,
             "clips": result.clips, "videos": len(corpus), "epochs": state.step / steps_per_epoch,
             "last_loss": result.last_loss, "checkpoint": str(newest) if newest else None,

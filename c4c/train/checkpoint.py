@@ -21,10 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from c4c import __version__
+from c4c.atomic import write_json
 from c4c.errors import C4CError
 
 FORMAT = "c4c-checkpoint"
 FORMAT_VERSION = 1
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (and PYTHONHASHSEED for child processes)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
 def rng_state() -> dict[str, Any]:
@@ -56,11 +68,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
-
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def save(folder: Path, model_state: dict, train_state: dict | None, meta: dict) -> Path:
@@ -128,7 +135,7 @@ def load_train_state(folder: Path) -> dict:
 
 
 def write_latest(run_dir: Path, folder: Path, meta: dict) -> None:
-    _atomic_json(Path(run_dir) / "latest.json", {"checkpoint": Path(folder).name, **meta})
+    write_json(Path(run_dir) / "latest.json", {"checkpoint": Path(folder).name, **meta})
 
 
 def latest(run_dir: Path) -> Path | None:
