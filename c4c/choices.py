@@ -1,0 +1,57 @@
+"""Every fixed set of choices in c4c, defined once.
+
+Each set is a ``Literal`` type (the command line uses it, so ``--help`` lists the values and a bad
+value is a usage error) and a tuple of its values for the library's own checks. Nothing heavy is
+imported here: the command line reads this module before it parses anything.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Sim = Literal["meanP", "seqLSTM", "seqTransf", "tightTransf"]
+Patch = Literal["2d", "3d"]
+Amp = Literal["auto", "bf16", "fp16", "none"]
+Schedule = Literal["cosine", "reference-cosine", "reference-linear", "constant"]
+Optimizer = Literal["adamw", "bertadam"]
+Sampling = Literal["head", "tail", "uniform"]
+FrameOrder = Literal["keep", "reverse", "shuffle"]
+SelectOn = Literal["val", "test", "last"]
+CaptionSelectOn = Literal["val", "last"]
+MsrvttTrain = Literal["9k", "7k", "full"]
+Dataset = Literal["msrvtt", "msvd", "lsmdc", "activitynet", "didemo", "jsonl"]
+ExtractDataset = Literal["msrvtt", "msvd", "lsmdc", "activitynet", "didemo", "howto100m", "jsonl"]
+Split = Literal["train", "val", "test"]
+Codec = Literal["jpeg", "raw"]
+IndexKind = Literal["flat", "ivfflat", "ivfpq", "hnsw"]
+Ties = Literal["reference", "optimistic", "pessimistic", "mean"]
+Reranker = Literal["dsl", "qbnorm", "sinkhorn"]
+CaptionTokenize = Literal["ptb", "simple", "none"]
+WhichCheckpoint = Literal["best", "latest"]
+SynthKind = Literal["retrieval", "howto"]
+Activation = Literal["auto", "quickgelu", "gelu"]
+
+HEADS: tuple[str, ...] = get_args(Sim)
+LOOSE_HEADS: tuple[str, ...] = ("meanP", "seqLSTM", "seqTransf")
+PATCHES: tuple[str, ...] = get_args(Patch)
+AMPS: tuple[str, ...] = get_args(Amp)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SAMPLINGS: tuple[str, ...] = get_args(Sampling)
+ORDERS: tuple[str, ...] = get_args(FrameOrder)
+SELECT_ON: tuple[str, ...] = get_args(SelectOn)
+MSRVTT_TRAIN: tuple[str, ...] = get_args(MsrvttTrain)
+DATASETS: tuple[str, ...] = get_args(ExtractDataset)
+RETRIEVAL_DATASETS: tuple[str, ...] = get_args(Dataset)
+PARAGRAPH_DATASETS: tuple[str, ...] = ("activitynet", "didemo")  # captions joined into one paragraph
+SPLITS: tuple[str, ...] = get_args(Split)
+CODECS: tuple[str, ...] = get_args(Codec)
+INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
+TIES: tuple[str, ...] = get_args(Ties)
+RERANKERS: tuple[str, ...] = get_args(Reranker)
+CAPTION_TOKENIZERS: tuple[str, ...] = get_args(CaptionTokenize)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+
+# CLIP's image normalisation (open_clip's OPENAI_DATASET_MEAN / _STD), as plain numbers
+CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
