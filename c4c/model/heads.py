@@ -12,10 +12,12 @@ import logging
 import torch
 from torch import nn
 
+from c4c.choices import HEADS, LOOSE_HEADS
+
 log = logging.getLogger(__name__)
 
-HEADS = ("meanP", "seqLSTM", "seqTransf", "tightTransf")
-LOOSE = ("meanP", "seqLSTM", "seqTransf")
+LOOSE = LOOSE_HEADS  # the old name; other modules import it
+HEAD_LN_EPS = 1e-12  # the reference's TF-style LayerNorm in module_cross.py (CLIP's own keep 1e-5)
 _MASKED = -1e4  # additive attention mask for padded keys (exp underflows to exactly 0)
 
 
@@ -42,10 +44,18 @@ def _text_blocks(clip) -> tuple[int, int, type]:
     return clip.transformer.width, block.attn.num_heads, type(block.mlp.gelu)
 
 
+def _head_norm(width: int) -> nn.Module:
+    """A LayerNorm as the reference's heads have it: eps 1e-12 (``until_module.LayerNorm``)."""
+    from open_clip.transformer import LayerNorm
+
+    return LayerNorm(width, eps=HEAD_LN_EPS)
+
+
 def _make_transformer(width: int, layers: int, heads: int, act: type):
+    """CLIP-style pre-LN blocks whose LayerNorms use the reference's eps 1e-12 (spec 4.6)."""
     from open_clip.transformer import Transformer
 
-    return Transformer(width=width, layers=layers, heads=heads, act_layer=act)
+    return Transformer(width=width, layers=layers, heads=heads, act_layer=act, norm_layer=_head_norm)
 
 
 def _copy_text_layers(target, clip, layers: int) -> None:
@@ -120,7 +130,7 @@ class TightTransf(nn.Module):
         self.position_embeddings = nn.Embedding(clip.positional_embedding.shape[0], width)
         self.dropout = nn.Dropout(dropout)
         self.encoder = _make_transformer(width, layers, heads, act)
-        self.pool_norm = nn.LayerNorm(width)
+        self.pool_norm = _head_norm(width)
         self.pool_dense = nn.Linear(width, width)
         self.pool_act = act()
         self.score = nn.Linear(width, 1)
