@@ -198,6 +198,8 @@ G2 = [0.5, 0.5, -1.0]
 # after G1: m = 0.1 g1, v = 0.02 g1^2; after G2: m = 0.9 m + 0.1 g2, v = 0.98 v + 0.02 g2^2
 M1, V1 = [0.1, -0.1, 0.2], [0.02, 0.02, 0.08]
 M2, V2 = [0.14, -0.04, 0.08], [0.0246, 0.0246, 0.0984]
+# these hand-worked moments are for unclipped gradients (|G1| = sqrt 6): the tests below turn off
+# BertAdam's per-tensor clipping (default 1.0, as the reference), see tests/test_bertadam_clipping.py
 
 
 def run_steps(param: torch.Tensor, opt: torch.optim.Optimizer, grads: list[list[float]],
@@ -211,7 +213,7 @@ def run_steps(param: torch.Tensor, opt: torch.optim.Optimizer, grads: list[list[
 
 def test_bertadam_two_steps_without_bias_correction() -> None:
     p = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
-    opt = BertAdam([p], lr=0.1)
+    opt = BertAdam([p], lr=0.1, max_grad_norm=None)
     run_steps(p, opt, [G1, G2])
     p1 = [x - 0.1 * m / (math.sqrt(v) + 1e-6) for x, m, v in zip([1.0, -2.0, 0.5], M1, V1)]
     p2 = [x - 0.1 * m / (math.sqrt(v) + 1e-6) for x, m, v in zip(p1, M2, V2)]
@@ -225,7 +227,7 @@ def test_bertadam_two_steps_without_bias_correction() -> None:
 
 def test_bertadam_weight_decay_is_added_to_the_update() -> None:
     p = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
-    opt = BertAdam([p], lr=0.1, weight_decay=0.2)
+    opt = BertAdam([p], lr=0.1, weight_decay=0.2, max_grad_norm=None)
     run_steps(p, opt, [G1, G2])
     p1 = [x - 0.1 * (m / (math.sqrt(v) + 1e-6) + 0.2 * x) for x, m, v in zip([1.0, -2.0, 0.5], M1, V1)]
     p2 = [x - 0.1 * (m / (math.sqrt(v) + 1e-6) + 0.2 * x) for x, m, v in zip(p1, M2, V2)]
@@ -235,7 +237,7 @@ def test_bertadam_weight_decay_is_added_to_the_update() -> None:
 
 def test_bertadam_first_step_under_reference_cosine_only_fills_moments() -> None:
     p = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
-    opt = BertAdam([p], lr=0.1)
+    opt = BertAdam([p], lr=0.1, max_grad_norm=None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule_lambda("reference-cosine", 10, 0.1))
     run_steps(p, opt, [G1], sched)
     assert p.tolist() == [1.0, -2.0, 0.5]

@@ -143,12 +143,16 @@ class BertAdam(torch.optim.Optimizer):
 
     Schedule it with ``LambdaLR(opt, schedule_lambda(...))``: the reference's first update has lr 0
     and so do the reference schedules here. The moments ``exp_avg`` / ``exp_avg_sq`` have the
-    parameter's dtype (fp16 for fp16 parameters, as in the reference). ``max_grad_norm`` turns on
-    the reference's per-tensor gradient clipping (a no-op after global clipping to the same norm).
+    parameter's dtype (fp16 for fp16 parameters, as in the reference).
+
+    ``max_grad_norm`` (default 1.0, as the reference): before its update, each tensor's gradient is
+    clipped in place to this norm with ``torch.nn.utils.clip_grad_norm_(p, max_grad_norm)``, the
+    reference's per-tensor clipping. After a global clip to the same norm it changes nothing; without
+    one it does. ``None`` or a value ``<= 0`` (the reference's ``-1``) turns it off.
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.98),
-                 eps: float = 1e-6, weight_decay: float = 0.0, max_grad_norm: float | None = None) -> None:
+                 eps: float = 1e-6, weight_decay: float = 0.0, max_grad_norm: float | None = 1.0) -> None:
         if lr < 0.0:
             raise ValueError(f"invalid learning rate {lr}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
@@ -171,13 +175,12 @@ class BertAdam(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad
-                if grad.is_sparse:
+                if p.grad.is_sparse:
                     raise RuntimeError("BertAdam does not support sparse gradients")
-                max_norm = group.get("max_grad_norm")
+                max_norm = group.get("max_grad_norm")  # absent or None in optimisers saved before it existed
                 if max_norm is not None and max_norm > 0:
-                    norm = torch.linalg.vector_norm(grad)
-                    grad = grad * (max_norm / (norm + 1e-6)).clamp(max=1.0)
+                    torch.nn.utils.clip_grad_norm_(p, max_norm)  # in place on p.grad, as the reference
+                grad = p.grad
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
@@ -284,13 +287,14 @@ OPTIMIZERS = ("adamw", "bertadam")
 
 def make_optimizer(model: nn.Module, *, optimizer: str = "adamw", lr: float = 1e-4, coef_lr: float = 1e-3,
                    weight_decay: float = 0.2, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-6,
-                   schedule: str = "cosine", warmup: float = 0.1,
+                   schedule: str = "cosine", warmup: float = 0.1, max_grad_norm: float | None = 1.0,
                    total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Build the optimiser over :func:`param_groups` and its ``LambdaLR`` schedule.
 
     ``optimizer`` is ``"adamw"`` (``torch.optim.AdamW``, bias-corrected, decoupled weight decay) or
-    ``"bertadam"`` (the reference's :class:`BertAdam`). Call ``scheduler.step()`` once after every
-    ``optimizer.step()``.
+    ``"bertadam"`` (the reference's :class:`BertAdam`). ``max_grad_norm`` is BertAdam's per-tensor
+    clipping (1.0 as the reference; ``None``/``-1`` off); AdamW ignores it. Call
+    ``scheduler.step()`` once after every ``optimizer.step()``.
     """
     if optimizer not in OPTIMIZERS:
         raise C4CError(f"unknown optimizer {optimizer!r}", hint=f"choose one of: {', '.join(OPTIMIZERS)}")
@@ -302,7 +306,8 @@ def make_optimizer(model: nn.Module, *, optimizer: str = "adamw", lr: float = 1e
     if optimizer == "adamw":
         opt: torch.optim.Optimizer = _adamw(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     else:
-        opt = BertAdam(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        opt = BertAdam(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                       max_grad_norm=max_grad_norm)
     for group in opt.param_groups:
         logger.info("optimizer group %s: %d tensors, %d parameters, lr %.3g, weight decay %g",
                     group["name"], len(group["params"]), sum(p.numel() for p in group["params"]),
