@@ -9,7 +9,6 @@ from c4c.errors import C4CError
 from c4c.metrics.retrieval import (
     TIES,
     best_caption_sim,
-    format_table_rows,
     metrics_from_ranks,
     multi_sentence_metrics,
     positive_ranks,
@@ -216,9 +215,3 @@ def test_multi_sentence_bad_caption_map_is_a_user_error():
         multi_sentence_metrics(SIM_MS, np.array([0, 1, 2]))
     with pytest.raises(C4CError, match="outside"):
         multi_sentence_metrics(SIM_MS, np.array([0, 1, 2, 3, 0, 1]))
-
-
-def test_table_rows_use_one_decimal():
-    rows = format_table_rows(retrieval_metrics(SIM_4))
-    assert rows[0] == ("direction", "R@1", "R@5", "R@10", "MdR", "MnR")
-    assert rows[1] == ("t2v", "25.0", "100.0", "100.0", "2.5", "2.5")

@@ -114,9 +114,11 @@ def positive_ranks(scores: np.ndarray, positives: np.ndarray, ties: str = "refer
 
 
 def _stable_ranks(scores: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """One rank per row as a stable best-first sort gives it: ties are broken by column index.
+    """One rank per row as a stable best-first sort gives it: ties are broken by column index
+    (a tied column to the left of the positive ranks ahead of it, one to its right behind it).
 
-    This is what the reference's double ``torch.argsort`` yields for multi-sentence text-to-video.
+    c4c's fixed stand-in for the reference's double ``torch.argsort`` in multi-sentence
+    text-to-video, whose tie order is not defined (see :func:`multi_sentence_metrics`).
     """
     parts = []
     for s in range(0, scores.shape[0], _CHUNK_ROWS):
@@ -205,9 +207,18 @@ def multi_sentence_metrics(sim: np.ndarray, video_of_caption: np.ndarray,
     ``video_of_caption[i]``; groups need not be contiguous or equally sized.
 
     t2v: every caption is a query ranked against all videos, lower (torch) median; captions whose
-    own score is NaN or +-inf are dropped, as the reference drops its padding. With
-    ``ties="reference"`` ties are broken by column index (the reference's stable argsort).
+    own score is NaN or +-inf are dropped, as the reference drops its padding.
     v2t: plain metrics of :func:`best_caption_sim`. NaN scores count as -inf throughout.
+
+    Ties in t2v with ``ties="reference"``: the reference ranks by a double ``torch.argsort``, which
+    is not a stable sort, so which of two tied videos comes first there depends on the torch
+    version and device (it is implementation-defined). No order is "the" reference's, so c4c fixes
+    one: ties are broken by column index, as a stable best-first sort would (a tied video in an
+    earlier column ranks ahead of the positive). That keeps every caption at exactly one rank,
+    makes the numbers reproducible across machines, and lets the blockwise path give the same
+    ranks as the full matrix. It also means that, with ties, the result depends on the column
+    order of the gallery; ``ties="optimistic"``, ``"pessimistic"`` or ``"mean"`` do not. With
+    continuous scores there are no ties and all policies agree.
     """
     _check_choice(ties, TIES, "tie policy")
     sim = _as_scores(sim, "sim")
@@ -224,17 +235,6 @@ def multi_sentence_metrics(sim: np.ndarray, video_of_caption: np.ndarray,
         "t2v": metrics_from_ranks(t2v_ranks, median="lower"),
         "v2t": metrics_from_ranks(positive_ranks(v2t_sim, diagonal, ties)),
     }
-
-
-def format_table_rows(results: dict[str, dict[str, float]],
-                      ks: Sequence[int] = (1, 5, 10)) -> list[tuple[str, ...]]:
-    """Header plus one row per direction, one decimal each, as the reference logs them."""
-    header = ("direction", *(f"R@{k}" for k in ks), "MdR", "MnR")
-    rows = [header]
-    for direction, m in results.items():
-        rows.append((direction, *(f"{m[f'R@{k}']:.1f}" for k in ks), f"{m['MdR']:.1f}",
-                     f"{m['MnR']:.1f}"))
-    return rows
 
 
 def _group_max(block: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
