@@ -14,7 +14,7 @@ from c4c.data.text import CaptionTokenizer
 from c4c.data.video_text import ClipSpec, EvalSet, TrainPairs, check_videos, collate
 from c4c.datasets.records import VideoRecord
 from c4c.errors import C4CError
-from c4c.video import store
+from c4c.video import staging, store
 from c4c.video.decode import SampledVideo, VideoInfo
 
 SIZE = 8
@@ -33,12 +33,12 @@ def frame_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "frames.h5"
     settings = store.StoreSettings(fps=1.0, size=SIZE, codec="raw")
     store.create_store(path, settings)
-    parts = store.parts_dir_for(path)
+    parts = staging.parts_dir_for(path)
     for v, (vid, t) in enumerate(LENGTHS.items()):
         sample = SampledVideo(frames=_frames(v, t), timestamps=np.arange(t, dtype=np.float32),
                               info=VideoInfo(duration=float(t), fps=30.0, width=SIZE, height=SIZE))
-        store.write_part(parts, vid, sample, settings, f"/src/{vid}.mp4")
-    store.merge_parts(path, store.list_parts(parts))
+        staging.write_part(parts, vid, sample, settings, f"/src/{vid}.mp4")
+    staging.merge_parts(path, staging.list_parts(parts))
     with store.FrameStore(path) as fs:
         yield fs
 

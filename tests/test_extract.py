@@ -17,7 +17,8 @@ import pytest
 from c4c.cli import main
 from c4c.errors import C4CError
 from c4c.stages.extract import ExtractConfig, run
-from c4c.video.store import FrameStore, parts_dir_for
+from c4c.video.staging import parts_dir_for
+from c4c.video.store import FrameStore
 from conftest import BAD_IDS, GOOD_IDS, lavfi_video
 
 

@@ -15,7 +15,7 @@ import pytest
 from c4c.cli import main
 from c4c.errors import C4CError
 from c4c.stages import extract, synth
-from c4c.video import store
+from c4c.video import shards, store
 from c4c.video.store import FrameStore
 
 
@@ -56,10 +56,10 @@ def _copy(folder: Path, tmp_path: Path) -> Path:
 
 def test_shard_of_is_sha1_mod_count_worked_out():
     digest = hashlib.sha1(b"synth0003").digest()
-    assert store.shard_of("synth0003", 7) == int.from_bytes(digest[:8], "big") % 7
+    assert shards.shard_of("synth0003", 7) == int.from_bytes(digest[:8], "big") % 7
     # the assignment is a file-format contract: these values must never change
-    assert [store.shard_of(f"synth{i:04d}", 3) for i in range(6)] == [2, 1, 0, 0, 2, 2]
-    assert store.shard_name(3, 16) == "frames-00003-of-00016.h5"
+    assert [shards.shard_of(f"synth{i:04d}", 3) for i in range(6)] == [2, 1, 0, 0, 2, 2]
+    assert shards.shard_name(3, 16) == "frames-00003-of-00016.h5"
 
 
 def test_a_shard_set_reads_back_exactly_like_one_file(single, sharded):
@@ -77,13 +77,13 @@ def test_a_shard_set_reads_back_exactly_like_one_file(single, sharded):
 
 def test_each_video_is_stored_in_the_shard_its_id_hashes_to(sharded):
     for k in range(3):
-        with h5py.File(sharded / store.shard_name(k, 3), "r") as f:
+        with h5py.File(sharded / shards.shard_name(k, 3), "r") as f:
             assert f.attrs["format"] == "c4c-frames"
-            assert all(store.shard_of(vid, 3) == k for vid in f["videos"])
+            assert all(shards.shard_of(vid, 3) == k for vid in f["videos"])
     manifest = json.loads((sharded / "manifest.json").read_text())
     assert manifest["format"] == "c4c-frames-shards" and manifest["format_version"] == 1
     assert manifest["num_shards"] == 3 and manifest["videos"] == 10
-    assert [s["file"] for s in manifest["shards"]] == [store.shard_name(k, 3) for k in range(3)]
+    assert [s["file"] for s in manifest["shards"]] == [shards.shard_name(k, 3) for k in range(3)]
     assert manifest["settings"] == {"fps": 2.0, "size": 16, "codec": "jpeg", "jpeg_quality": 95}
 
 
@@ -97,7 +97,7 @@ def test_shard_files_are_opened_only_when_one_of_their_videos_is_read(sharded, m
     assert len(fs) == 10 and not fs._files  # ids come from the manifest
     vid = fs.ids()[0]
     fs.read(vid)
-    assert list(fs._files) == [store.shard_of(vid, 3)]
+    assert list(fs._files) == [shards.shard_of(vid, 3)]
     monkeypatch.setattr(store, "_MAX_OPEN_SHARDS", 1)
     for v in fs.ids():
         fs.read(v)
@@ -117,7 +117,7 @@ def test_machines_extract_their_own_shards_and_the_last_writes_the_manifest(vide
     out = tmp_path / "frames"
     first = extract.run(_cfg(videos, out, shards=3, shard_index=(0,)))
     assert first.manifest is None and not (out / "manifest.json").exists()
-    assert [p.name for p in first.shards] == [store.shard_name(0, 3)]
+    assert [p.name for p in first.shards] == [shards.shard_name(0, 3)]
     assert first.summary_json == out / "extract-shards-0.json"
     with pytest.raises(C4CError, match="extract --index"):
         FrameStore(out)
@@ -132,12 +132,12 @@ def test_machines_extract_their_own_shards_and_the_last_writes_the_manifest(vide
 def test_a_shard_still_being_extracted_holds_back_the_manifest(videos, tmp_path):
     out = tmp_path / "frames"
     out.mkdir()
-    (out / (store.shard_name(2, 3) + ".running")).write_text("otherhost pid 7\n")
+    (out / (shards.shard_name(2, 3) + ".running")).write_text("otherhost pid 7\n")
     result = extract.run(_cfg(videos, out, shards=3, shard_index=(0, 1)))
     assert result.manifest is None
     state = extract.shard_set_state(out)[1]
     assert any("otherhost" in reason for reason in state) and any("missing" in reason for reason in state)
-    (out / (store.shard_name(2, 3) + ".running")).unlink()
+    (out / (shards.shard_name(2, 3) + ".running")).unlink()
     assert extract.run(_cfg(videos, out, shard_index=(2,))).manifest is not None
 
 
@@ -157,16 +157,16 @@ def test_index_rebuilds_the_manifest_from_the_shard_files(sharded, tmp_path):
 
 def test_index_refuses_a_video_stored_in_two_shards(sharded, tmp_path):
     out = _copy(sharded, tmp_path)
-    with h5py.File(out / store.shard_name(0, 3), "r") as src, h5py.File(out / store.shard_name(1, 3), "r+") as dst:
+    with h5py.File(out / shards.shard_name(0, 3), "r") as src, h5py.File(out / shards.shard_name(1, 3), "r+") as dst:
         vid = sorted(src["videos"])[0]
         src.copy(src["videos"][vid], dst["videos"], name=vid)
     with pytest.raises(C4CError, match=f"'{vid}' is stored in two shards"):
-        store.write_manifest(out)
+        shards.write_manifest(out)
 
 
 def test_index_needs_every_shard(sharded, tmp_path):
     out = _copy(sharded, tmp_path)
-    (out / store.shard_name(1, 3)).unlink()
+    (out / shards.shard_name(1, 3)).unlink()
     with pytest.raises(C4CError, match="1 of 3 shard files are missing"):
         extract.index_shards(out)
 
@@ -180,18 +180,18 @@ def _edit_manifest(folder: Path, change) -> None:
 
 def test_a_missing_shard_file_is_named(sharded, tmp_path):
     out = _copy(sharded, tmp_path)
-    (out / store.shard_name(2, 3)).unlink()
+    (out / shards.shard_name(2, 3)).unlink()
     with pytest.raises(C4CError, match="frames-00002-of-00003.h5 named by the manifest is missing"):
         FrameStore(out)
 
 
 def test_a_shard_changed_after_the_manifest_is_reported_as_stale(sharded, tmp_path):
     out = _copy(sharded, tmp_path)
-    with open(out / store.shard_name(1, 3), "ab") as f:
+    with open(out / shards.shard_name(1, 3), "ab") as f:
         f.write(b"\0" * 10)
     with pytest.raises(C4CError, match="changed since the manifest was written") as info:
         FrameStore(out)
-    assert info.value.path.endswith(store.shard_name(1, 3)) and "--index" in info.value.hint
+    assert info.value.path.endswith(shards.shard_name(1, 3)) and "--index" in info.value.hint
 
 
 def test_a_video_listed_in_two_shards_is_refused(sharded, tmp_path):
@@ -292,6 +292,6 @@ def test_jpeg_frames_decode_like_pillow_frame_by_frame(sharded):
 
     fs = FrameStore(sharded)
     vid = fs.ids()[1]
-    with h5py.File(fs.shards.files[store.shard_of(vid, 3)], "r") as f:
+    with h5py.File(fs.shards.files[shards.shard_of(vid, 3)], "r") as f:
         rows = list(f["videos"][vid]["frames"][()])
     np.testing.assert_array_equal(fs.read(vid), np.stack([decode_jpeg(r) for r in rows]))

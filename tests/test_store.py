@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from c4c.errors import C4CError
-from c4c.video import store
+from c4c.video import staging, store
 from c4c.video.decode import SampledVideo, VideoInfo, encode_jpeg
 
 
@@ -22,10 +22,10 @@ def _store_with(tmp_path, videos: dict[str, int], codec: str = "raw"):
     settings = store.StoreSettings(fps=1.0, size=8, codec=codec)
     path = tmp_path / "frames.h5"
     store.create_store(path, settings)
-    parts = store.parts_dir_for(path)
+    parts = staging.parts_dir_for(path)
     for i, (vid, t) in enumerate(videos.items()):
-        store.write_part(parts, vid, _sample(t, codec=codec, seed=i), settings, f"/src/{vid}.mp4")
-    store.merge_parts(path, store.list_parts(parts))
+        staging.write_part(parts, vid, _sample(t, codec=codec, seed=i), settings, f"/src/{vid}.mp4")
+    staging.merge_parts(path, staging.list_parts(parts))
     return path, settings
 
 
@@ -62,10 +62,10 @@ def test_jpeg_store_decodes_to_rgb(tmp_path):
 
 def test_merge_never_adds_a_video_twice(tmp_path):
     path, settings = _store_with(tmp_path, {"a": 2, "b": 3})
-    parts = store.parts_dir_for(path)
+    parts = staging.parts_dir_for(path)
     # a part left behind by a run killed after its merge renamed the store
-    store.write_part(parts, "a", _sample(7), settings, "/src/a.mp4")
-    added = store.merge_parts(path, store.list_parts(parts))
+    staging.write_part(parts, "a", _sample(7), settings, "/src/a.mp4")
+    added = staging.merge_parts(path, staging.list_parts(parts))
     assert added == 0
     with store.FrameStore(path) as fs:
         assert fs.ids() == ["a", "b"] and fs.num_frames("a") == 2
@@ -77,7 +77,7 @@ def test_leftover_temp_parts_are_removed(tmp_path):
     parts.mkdir()
     (parts / "abc.h5.tmp-123").write_bytes(b"half")
     (parts / "bad.h5").write_bytes(b"not hdf5")
-    assert store.list_parts(parts) == {}
+    assert staging.list_parts(parts) == {}
     assert not any(parts.iterdir())
 
 

@@ -4,7 +4,7 @@ Sources: a folder of videos (every file with a video extension, recursively; the
 without extension), or an annotation file of a known dataset plus the folder holding its videos (only
 the videos the annotations name are extracted; missing ones are reported).
 
-Resumable and crash-safe (see :mod:`c4c.video.store`); bad videos never stop the batch: each is
+Resumable and crash-safe (see :mod:`c4c.video.staging`); bad videos never stop the batch: each is
 listed with its reason in ``<out stem>.failed.tsv``.
 
 Shard sets (``shards=S``, ``out`` a folder): video ``v`` goes to ``frames-<k>-of-<S>.h5`` with
@@ -12,25 +12,26 @@ Shard sets (``shards=S``, ``out`` a folder): video ``v`` goes to ``frames-<k>-of
 machines can extract one shard set at once by each taking other shards (``shard_index``). While a run
 works on a shard, ``frames-<k>-of-<S>.h5.running`` marks it; the run that finds every shard present
 and none running or with unmerged videos writes ``manifest.json`` (what readers open). After a crash,
-or to be sure, :func:`index_shards` (``c4c extract --index DIR``) writes it from the shard files.
+or to be sure, :func:`c4c.video.shards.index_shards` (``c4c extract --index DIR``) writes it from the
+shard files. Decoding in parallel is :mod:`c4c.video.workers`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from c4c.atomic import write_json, write_text
+from c4c.choices import CODECS
 from c4c.datasets.records import check_video_id
 from c4c.errors import C4CError
-from c4c.video import store
-from c4c.video.decode import VideoError, sample_videos
+from c4c.video import shards, staging, store
+# index_shards and parse_shard_index: `c4c extract --index DIR` and `--shard-index` call them through here
+from c4c.video.shards import index_shards, parse_shard_index, shard_set_state  # noqa: F401
+from c4c.video.workers import Job, Outcome, run_units, work_units
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +71,6 @@ class Failure:
 
 
 @dataclass
-class Outcome:
-    """What happened to one video."""
-
-    video_id: str
-    path: str
-    ok: bool
-    frames: int = 0
-    nbytes: int = 0
-    reason: str = ""
-    decode_errors: int = 0
-
-
-@dataclass
 class ExtractResult:
     out: Path
     total: int = 0
@@ -101,12 +89,6 @@ class ExtractResult:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-@dataclass
-class Job:
-    video_id: str
-    path: Path
 
 
 def output_paths(out: Path) -> tuple[Path, Path]:
@@ -191,70 +173,8 @@ def jobs_from_annotations(config: ExtractConfig) -> tuple[list[Job], list[Failur
     return jobs, failures
 
 
-def extract_unit(jobs: list[tuple[str, str]], parts_dir: str, settings: store.StoreSettings,
-                 threads: int) -> list[Outcome]:
-    """Decode a few videos with one ffmpeg process and stage each as a part file (runs in a worker thread)."""
-    try:
-        samples = sample_videos([path for _, path in jobs], fps=settings.fps, size=settings.size,
-                                codec=settings.codec, jpeg_quality=settings.jpeg_quality, threads=threads)
-    except Exception as exc:  # a bug or an OS error must not stop the batch; it is reported
-        log.exception("unexpected error on %s", [p for _, p in jobs])
-        return [Outcome(v, p, ok=False, reason=f"unexpected error: {type(exc).__name__}: {exc}") for v, p in jobs]
-    outcomes = []
-    for (video_id, path), sample in zip(jobs, samples):
-        if isinstance(sample, VideoError):
-            outcomes.append(Outcome(video_id, path, ok=False, reason=sample.problem))
-            continue
-        try:
-            store.write_part(Path(parts_dir), video_id, sample, settings, path)
-        except Exception as exc:
-            log.exception("could not stage %s", path)
-            outcomes.append(Outcome(video_id, path, ok=False, reason=f"could not write: {type(exc).__name__}: {exc}"))
-            continue
-        outcomes.append(Outcome(video_id, path, ok=True, frames=sample.num_frames, nbytes=sample.nbytes,
-                                decode_errors=len(sample.decode_errors)))
-    return outcomes
-
-
-def work_units(jobs: list[Job], batch: int, max_bytes: int, workers: int = 1,
-               group: Callable[[Job], object] | None = None) -> list[list[tuple[str, str]]]:
-    """Group consecutive small files (< max_bytes) up to ``batch`` per unit; large files go alone.
-
-    Batches shrink so that there are at least 4 units per worker: fewer, larger units would leave
-    workers idle at the end. With ``group``, a unit never holds jobs of two groups (shards).
-    """
-    def size(job: Job) -> int:
-        try:
-            return job.path.stat().st_size
-        except OSError:
-            return 0  # let the decoder report it
-
-    small_count = sum(1 for j in jobs if size(j) < max_bytes)
-    batch = max(1, min(batch, small_count // (4 * max(1, workers))))
-    units: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    current_group: object = None
-    for job in jobs:
-        if group is not None:
-            g = group(job)
-            if current and g != current_group:
-                units.append(current)
-                current = []
-            current_group = g
-        if batch > 1 and size(job) < max_bytes:
-            current.append((job.video_id, str(job.path)))
-            if len(current) >= batch:
-                units.append(current)
-                current = []
-        else:
-            units.append([(job.video_id, str(job.path))])
-    if current:
-        units.append(current)
-    return units
-
-
 def _validate(config: ExtractConfig) -> store.StoreSettings:
-    if config.codec not in store.CODECS:
+    if config.codec not in CODECS:
         raise C4CError(f"unknown --codec {config.codec!r}; choose raw or jpeg")
     if config.fps <= 0:
         raise C4CError(f"--fps must be positive, got {config.fps}")
@@ -275,7 +195,7 @@ def _validate(config: ExtractConfig) -> store.StoreSettings:
 
 
 def _open_or_create_store(out: Path, settings: store.StoreSettings) -> None:
-    store.remove_stale_merges(out)
+    staging.remove_stale_merges(out)
     if out.exists():
         have = store.read_settings(out)
         if have != settings:
@@ -285,79 +205,6 @@ def _open_or_create_store(out: Path, settings: store.StoreSettings) -> None:
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         store.create_store(out, settings)
-
-
-def parse_shard_index(spec: str) -> tuple[int, ...]:
-    """``"3"``, ``"0-7"`` or ``"0,4,8-11"`` -> sorted distinct shard numbers; C4CError on bad syntax."""
-    chosen: set[int] = set()
-    for part in str(spec).replace(" ", "").split(","):
-        lo, dash, hi = part.partition("-")
-        try:
-            a = int(lo)
-            b = int(hi) if dash else a
-        except ValueError:
-            raise C4CError(f"bad --shard-index {spec!r}",
-                           hint="give shard numbers and ranges: 3, 0-7 or 0,4,8-11") from None
-        if a < 0 or b < a:
-            raise C4CError(f"bad shard range {part!r} in --shard-index {spec!r}")
-        chosen.update(range(a, b + 1))
-    return tuple(sorted(chosen))
-
-
-def _shard_count(config: ExtractConfig) -> int:
-    """Shards of the set in ``config.out`` (0: one FRAMES.h5), checked against what is already there."""
-    out = config.out
-    existing = 0
-    if out.is_dir():
-        existing, _ = store.find_shards(out)
-    elif out.exists():
-        if config.shards or config.shard_index is not None:
-            raise C4CError("is a file, but a shard set is a folder", path=out,
-                           hint="give --out a folder name for --shards, or drop --shards")
-        return 0
-    if config.shards and existing and config.shards != existing:
-        raise C4CError(f"already holds a set of {existing} shards; this run asks for {config.shards}", path=out,
-                       hint=f"pass --shards {existing} to resume it, or choose another --out")
-    count = config.shards or existing
-    if count and out.suffix.lower() == ".h5":
-        raise C4CError("a shard set is a folder: give --out a name without .h5", path=out)
-    if not count and out.is_dir():
-        raise C4CError("is a folder", path=out,
-                       hint="pass --shards S to write a shard set into it, or a file name for one FRAMES.h5")
-    if config.shard_index is not None:
-        if not count:
-            raise C4CError("--shard-index needs --shards (the size of the shard set)")
-        beyond = [k for k in config.shard_index if not 0 <= k < count]
-        if beyond or not config.shard_index:
-            raise C4CError(f"--shard-index must name shards 0..{count - 1}, got {list(config.shard_index)}")
-    return count
-
-
-def _marker(shard: Path) -> Path:
-    """The file that says a run is working on ``shard`` (removed when it ends)."""
-    return shard.with_name(shard.name + ".running")
-
-
-def shard_set_state(folder: Path) -> tuple[int, list[str]]:
-    """``(S, reasons)``: why the manifest of the shard set in ``folder`` cannot be written yet (empty: it can)."""
-    count, found = store.find_shards(folder)
-    reasons = [f"{store.shard_name(k, count)} is missing" for k in range(count) if k not in found]
-    reasons += [f"{p.name[:-len('.running')]} is being extracted ({p.read_text(errors='replace').strip() or '?'})"
-                for p in sorted(folder.glob("frames-*-of-*.h5.running"))]
-    reasons += [f"{p.name[:-len('.parts')]} has unmerged videos" for p in store.pending_shard_parts(folder)]
-    return count, reasons
-
-
-def index_shards(folder: Path) -> Path:
-    """Write ``manifest.json`` of the shard set in ``folder`` from its shard files (``c4c extract --index``)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise C4CError("not a folder", path=folder, hint="give the folder of a shard set (frames-*-of-*.h5)")
-    _, reasons = shard_set_state(folder)
-    for reason in reasons:
-        if "missing" not in reason:  # missing shards are an error of write_manifest
-            log.warning("%s: %s (its videos so far are indexed)", folder, reason)
-    return store.write_manifest(folder)
 
 
 def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = None,
@@ -380,25 +227,19 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
     else:
         jobs, failures = jobs_from_annotations(config)
 
-    count = _shard_count(config)
+    count = shards.shard_count(out, config.shards, config.shard_index)
     if count:
         selected = config.shard_index if config.shard_index is not None else tuple(range(count))
-        targets = {k: out / store.shard_name(k, count) for k in selected}
-        jobs = [j for j in jobs if store.shard_of(j.video_id, count) in targets]
-        failures = [f for f in failures if store.shard_of(f.video_id, count) in targets]
-        jobs.sort(key=lambda j: store.shard_of(j.video_id, count))  # stable: each shard's jobs together
+        targets = {k: out / shards.shard_name(k, count) for k in selected}
+        jobs = [j for j in jobs if shards.shard_of(j.video_id, count) in targets]
+        failures = [f for f in failures if shards.shard_of(f.video_id, count) in targets]
+        jobs.sort(key=lambda j: shards.shard_of(j.video_id, count))  # stable: each shard's jobs together
 
         def target_of(video_id: str) -> Path:
-            return targets[store.shard_of(video_id, count)]
+            return targets[shards.shard_of(video_id, count)]
 
         out.mkdir(parents=True, exist_ok=True)
-        marker_text = f"{socket.gethostname()} pid {os.getpid()}\n"
-        for path in targets.values():
-            marker = _marker(path)
-            if marker.exists():
-                log.warning("%s was marked as being extracted by %s: a killed run, or another machine at work "
-                            "(never run two on one shard)", path.name, marker.read_text(errors="replace").strip())
-            marker.write_text(marker_text, encoding="utf-8")
+        shards.mark_running(targets.values())
     else:
         selected = ()
         targets = {0: out}
@@ -410,10 +251,10 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
         present: set[str] = set()
         for path in targets.values():
             _open_or_create_store(path, settings)
-            staged = store.list_parts(store.parts_dir_for(path))
+            staged = staging.list_parts(staging.parts_dir_for(path))
             if staged:  # finished by an earlier, interrupted run
-                store.merge_parts(path, staged)
-            present |= store.stored_ids(path)
+                staging.merge_parts(path, staged)
+            present |= staging.stored_ids(path)
         pending = [j for j in jobs if j.video_id not in present]
         result = ExtractResult(out=out, total=len(jobs) + len(failures), skipped=len(jobs) - len(pending))
         result.failed.extend(failures)
@@ -423,8 +264,7 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
         _extract_pending(config, settings, pending, target_of, result, on_video)
     finally:
         if count:
-            for path in targets.values():
-                _marker(path).unlink(missing_ok=True)
+            shards.unmark_running(targets.values())
 
     if count:
         _, reasons = shard_set_state(out)
@@ -432,7 +272,7 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
             log.info("%s: manifest not written yet: %s; it is written by the last run to finish, or by "
                      "`c4c extract --index %s`", out, "; ".join(reasons[:3]), out)
         else:
-            result.manifest = store.write_manifest(out)
+            result.manifest = shards.write_manifest(out)
     result.seconds = time.perf_counter() - t0
     result.failed_tsv, result.summary_json = _summary_paths(out, count, config.shard_index)
     _write_failed_tsv(result.failed_tsv, result.failed)
@@ -456,7 +296,6 @@ def _extract_pending(config: ExtractConfig, settings: store.StoreSettings, pendi
                      target_of: Callable[[str], Path], result: ExtractResult,
                      on_video: Callable[[Outcome], None] | None) -> None:
     """Decode ``pending`` into the parts folders of their stores, merging as configured."""
-    threads = config.ffmpeg_threads
     unmerged: dict[Path, dict[str, Path]] = {}
 
     def record(outcome: Outcome) -> None:
@@ -468,9 +307,9 @@ def _extract_pending(config: ExtractConfig, settings: store.StoreSettings, pendi
                 result.with_decode_errors.append(outcome.video_id)
             target = target_of(outcome.video_id)
             waiting = unmerged.setdefault(target, {})
-            waiting[outcome.video_id] = store.part_path(store.parts_dir_for(target), outcome.video_id)
+            waiting[outcome.video_id] = staging.part_path(staging.parts_dir_for(target), outcome.video_id)
             if config.commit_every and len(waiting) >= config.commit_every:
-                store.merge_parts(target, dict(waiting))
+                staging.merge_parts(target, dict(waiting))
                 waiting.clear()
         else:
             result.failed.append(Failure(outcome.video_id, outcome.path, outcome.reason))
@@ -479,58 +318,19 @@ def _extract_pending(config: ExtractConfig, settings: store.StoreSettings, pendi
 
     units = work_units(pending, config.batch, config.batch_max_bytes, config.workers,
                        group=lambda job: target_of(job.video_id))
-    tasks = [(unit, store.parts_dir_for(target_of(unit[0][0]))) for unit in units]
+    tasks = [(unit, staging.parts_dir_for(target_of(unit[0][0]))) for unit in units]
     targets = list(dict.fromkeys(target_of(j.video_id) for j in pending))
     try:
-        if config.workers == 1 or len(tasks) <= 1:
-            for unit, parts_dir in tasks:
-                for outcome in extract_unit(unit, str(parts_dir), settings, threads):
-                    record(outcome)
-        else:
-            _run_pool(tasks, settings, threads, config.workers, record)
+        run_units(tasks, settings, config.ffmpeg_threads, config.workers, record)
     finally:
         # Whatever happens (Ctrl-C included), keep every finished video.
         for target in targets:
-            parts_dir = store.parts_dir_for(target)
-            store.merge_parts(target, store.list_parts(parts_dir))
+            parts_dir = staging.parts_dir_for(target)
+            staging.merge_parts(target, staging.list_parts(parts_dir))
             try:
                 parts_dir.rmdir()
             except OSError:
                 pass
-
-
-def _run_pool(tasks: list[tuple[list[tuple[str, str]], Path]], settings: store.StoreSettings,
-              threads: int, workers: int, record: Callable[[Outcome], None]) -> None:
-    """Keep ``workers`` ffmpeg processes busy (one per thread); at most 2 x workers units are queued.
-
-    ``tasks``: (unit, the parts folder its videos are staged in)."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract") as pool:
-        queue = iter(tasks)
-        running: set[Future] = set()
-        try:
-            while True:
-                while len(running) < 2 * workers:
-                    task = next(queue, None)
-                    if task is None:
-                        break
-                    unit, parts_dir = task
-                    running.add(pool.submit(extract_unit, unit, str(parts_dir), settings, threads))
-                if not running:
-                    break
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    for outcome in fut.result():
-                        record(outcome)
-        except BaseException:
-            for fut in running:
-                fut.cancel()
-            raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _write_failed_tsv(path: Path, failures: list[Failure]) -> None:
@@ -540,7 +340,7 @@ def _write_failed_tsv(path: Path, failures: list[Failure]) -> None:
     clean = lambda s: str(s).replace("\t", " ").replace("\n", " ")  # noqa: E731
     lines = ["video_id\tpath\treason"] + [f"{clean(f.video_id)}\t{clean(f.path)}\t{clean(f.reason)}"
                                            for f in failures]
-    _atomic_write_text(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _write_summary(path: Path, config: ExtractConfig, result: ExtractResult) -> None:
@@ -556,4 +356,4 @@ def _write_summary(path: Path, config: ExtractConfig, result: ExtractResult) -> 
         "failed": [asdict(f) for f in result.failed],
         "decoded_with_errors": result.with_decode_errors,
     }
-    _atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    write_json(path, summary)

@@ -1,4 +1,4 @@
-"""The HDF5 frame store (FRAMES.h5): the only module that knows its layout.
+"""The HDF5 frame store (FRAMES.h5): its layout, creating one, and reading frames back.
 
 Layout, format version 1 (documented in data/README.md)::
 
@@ -10,52 +10,35 @@ Layout, format version 1 (documented in data/README.md)::
                              jpeg: 1-D variable-length uint8 [T], one JPEG image each
         timestamps           float32 [T], seconds from the start of the video
 
-Crash safety: the store is only ever replaced whole, by rename. Workers write each finished video
-to its own small HDF5 file in ``<store>.parts/`` (temp name, then rename); :func:`merge_parts`
-copies the store, appends the parts, and renames the copy over the store. A SIGKILL at any moment
-leaves the old or the new store (both open) and finished parts that the next run merges; a video
-already in the store is never added twice.
-
-Shard sets (format ``c4c-frames-shards`` version 1, for corpora too large for one file): a folder of
-ordinary version-1 stores ``frames-<k>-of-<S>.h5`` (``k = 0..S-1``, 5 digits each) plus
-``manifest.json``, which names the format, the settings, and every shard file with its size and its
-sorted video ids. A video belongs to shard ``sha1(video_id) mod S`` (first 8 bytes, big-endian),
-so machines can extract different shards at once without talking to each other.
-:class:`FrameStore` opens a shard folder (or its manifest) like a single file; each shard file is
-opened only when one of its videos is read.
+How videos get in without ever leaving a half-written store is :mod:`c4c.video.staging`; sets of
+stores for corpora too large for one file are :mod:`c4c.video.shards`. :class:`FrameStore` reads
+both alike. These three modules are the only code that knows the layout.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import re
-import shutil
-import socket
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
 from c4c import __version__
+from c4c.atomic import atomic_path
+from c4c.choices import CODECS
 from c4c.errors import C4CError
+
+if TYPE_CHECKING:
+    from c4c.video.shards import ShardSet
 
 log = logging.getLogger(__name__)
 
 FORMAT = "c4c-frames"
 FORMAT_VERSION = 1
-CODECS = ("raw", "jpeg")
-SHARDS_FORMAT = "c4c-frames-shards"
-SHARDS_VERSION = 1
-MANIFEST = "manifest.json"
-_SHARD_NAME = re.compile(r"^frames-(\d{5})-of-(\d{5})\.h5$")
 _MAX_OPEN_SHARDS = 64  # shard files a FrameStore keeps open at once (least recently used are closed)
-_VIDEO_ATTRS = ("source_path", "duration", "source_fps", "source_width", "source_height", "rotation",
-                "num_frames", "decode_errors")
 
 
 @dataclass(frozen=True)
@@ -81,13 +64,14 @@ class StoreSettings:
                 "jpeg_quality": int(self.jpeg_quality)}
 
 
-def _h5py():
+def _h5py():  # imported on first use: `import c4c` stays fast
     import h5py
 
     return h5py
 
 
-def _write_root_attrs(f, settings: StoreSettings) -> None:
+def write_root(f, settings: StoreSettings) -> None:
+    """Give the open HDF5 file ``f`` the root attributes of a store and its ``videos`` group."""
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["c4c_version"] = __version__
@@ -96,68 +80,8 @@ def _write_root_attrs(f, settings: StoreSettings) -> None:
     f.require_group("videos")
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync_path(path)
-    except OSError:  # some file systems do not allow opening directories
-        pass
-
-
-def create_store(path: Path, settings: StoreSettings) -> None:
-    """Create an empty store at ``path`` atomically."""
-    h5py = _h5py()
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
-        _write_root_attrs(f, settings)
-    _fsync_path(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def read_settings(path: Path) -> StoreSettings:
-    """Validate the root of a store and return its settings; C4CError when it is not a usable store."""
-    h5py = _h5py()
-    try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise C4CError("frame store not found", path=path, hint="create it with `c4c extract`") from None
-    except OSError as exc:
-        raise C4CError(f"not a readable HDF5 file ({exc})", path=path) from None
-    with f:
-        return _settings_from_attrs(f, path)
-
-
-def _settings_from_attrs(f, path: Path) -> StoreSettings:
-    attrs = f.attrs
-    if attrs.get("format") != FORMAT:
-        raise C4CError(f"not a c4c frame store (format attribute is {attrs.get('format')!r}, "
-                       f"expected {FORMAT!r})", path=path)
-    version = int(attrs.get("format_version", -1))
-    if version > FORMAT_VERSION:
-        raise C4CError(f"frame store format version {version} is newer than this c4c supports "
-                       f"({FORMAT_VERSION})", path=path, hint="upgrade c4c")
-    if version < 1:
-        raise C4CError(f"invalid format_version {version}", path=path)
-    missing = [k for k in ("fps", "size", "codec") if k not in attrs]
-    if missing or "videos" not in f:
-        raise C4CError(f"frame store is missing {', '.join(missing) or 'the videos group'}", path=path)
-    codec = str(attrs["codec"])
-    if codec not in CODECS:
-        raise C4CError(f"unknown frame codec {codec!r}", path=path)
-    return StoreSettings(fps=float(attrs["fps"]), size=int(attrs["size"]), codec=codec,
-                         jpeg_quality=int(attrs.get("jpeg_quality", 0)))
-
-
-def _write_video(group, sample, settings: StoreSettings, source_path: str) -> None:
-    """Write one sampled video (a :class:`c4c.video.decode.SampledVideo`) into ``group``."""
+def write_video(group, sample, settings: StoreSettings, source_path: str) -> None:
+    """Write one sampled video (a :class:`c4c.video.decode.SampledVideo`) into the HDF5 ``group``."""
     h5py = _h5py()
     t = sample.num_frames
     if settings.codec == "raw":
@@ -178,278 +102,46 @@ def _write_video(group, sample, settings: StoreSettings, source_path: str) -> No
     group.attrs["decode_errors"] = int(len(sample.decode_errors))
 
 
-def part_path(parts_dir: Path, video_id: str) -> Path:
-    """Where the staged part of ``video_id`` goes (hashed name: safe for any id)."""
-    digest = hashlib.sha1(video_id.encode("utf-8")).hexdigest()[:20]
-    return parts_dir / f"{digest}.h5"
+def create_store(path: Path, settings: StoreSettings) -> None:
+    """Create an empty store at ``path`` atomically (flushed to disk)."""
+    with atomic_path(path, durable=True) as tmp:
+        with _h5py().File(tmp, "w") as f:
+            write_root(f, settings)
 
 
-def parts_dir_for(store_path: Path) -> Path:
-    return store_path.with_name(store_path.name + ".parts")
-
-
-def write_part(parts_dir: Path, video_id: str, sample, settings: StoreSettings, source_path: str) -> Path:
-    """Write one finished video to its own part file atomically; return the part's path."""
+def read_settings(path: Path) -> StoreSettings:
+    """Validate the root of a store and return its settings; C4CError when it is not a usable store."""
     h5py = _h5py()
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    final = part_path(parts_dir, video_id)
-    tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
-        _write_root_attrs(f, settings)
-        f.attrs["video_id"] = video_id
-        _write_video(f["videos"].create_group(video_id), sample, settings, source_path)
-    # No fsync here: a part only has to survive the process being killed (the page cache keeps it);
-    # after a power loss an unreadable part is dropped by list_parts and that video is redone.
-    os.replace(tmp, final)
-    return final
-
-
-def list_parts(parts_dir: Path) -> dict[str, Path]:
-    """Finished parts by video id; removes leftovers of interrupted writes and unreadable parts."""
-    h5py = _h5py()
-    found: dict[str, Path] = {}
-    if not parts_dir.is_dir():
-        return found
-    for p in sorted(parts_dir.iterdir()):
-        if ".tmp-" in p.name:
-            p.unlink(missing_ok=True)
-            continue
-        if p.suffix != ".h5":
-            continue
-        try:
-            with h5py.File(p, "r") as f:
-                vid = str(f.attrs["video_id"])
-        except (OSError, KeyError):
-            log.warning("removing unreadable staged part %s", p)
-            p.unlink(missing_ok=True)
-            continue
-        found[vid] = p
-    return found
-
-
-def stored_ids(store_path: Path) -> set[str]:
-    """Ids of the videos already in the store (empty when the store does not exist)."""
-    h5py = _h5py()
-    if not store_path.exists():
-        return set()
-    with h5py.File(store_path, "r") as f:
-        return set(f["videos"].keys())
-
-
-def merge_parts(store_path: Path, parts: dict[str, Path]) -> int:
-    """Move staged parts into the store with one atomic replace; return how many videos were added.
-
-    Parts of videos already in the store (left by a run killed after its last merge) are dropped.
-    """
-    h5py = _h5py()
-    if not parts:
-        return 0
-    settings = read_settings(store_path)
-    present = stored_ids(store_path)
-    fresh = {vid: p for vid, p in parts.items() if vid not in present}
-    if fresh:
-        tmp = store_path.with_name(store_path.name + f".merge-{os.getpid()}")
-        shutil.copyfile(store_path, tmp)
-        try:
-            with h5py.File(tmp, "r+") as dst:
-                videos = dst["videos"]
-                for vid, p in fresh.items():
-                    with h5py.File(p, "r") as src:
-                        if _settings_from_attrs(src, p) != settings:
-                            raise C4CError("staged part was made with other settings than the store",
-                                           path=p, hint="delete the .parts folder or use a new output")
-                        src.copy(src["videos"][vid], videos, name=vid)
-            _fsync_path(tmp)
-            os.replace(tmp, store_path)
-            _fsync_dir(store_path.parent)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    for p in parts.values():
-        p.unlink(missing_ok=True)
-    return len(fresh)
-
-
-def remove_stale_merges(store_path: Path) -> None:
-    """Delete temp copies left by a merge or a create that was killed."""
-    for p in store_path.parent.glob(store_path.name + ".merge-*"):
-        p.unlink(missing_ok=True)
-    for p in store_path.parent.glob(store_path.name + ".tmp-*"):
-        p.unlink(missing_ok=True)
-
-
-# --- shard sets -------------------------------------------------------------------------------------
-
-
-def shard_name(index: int, count: int) -> str:
-    """File name of shard ``index`` of a set of ``count``: ``frames-00003-of-00016.h5``."""
-    return f"frames-{index:05d}-of-{count:05d}.h5"
-
-
-def shard_of(video_id: str, count: int) -> int:
-    """The shard a video belongs to: the first 8 bytes of ``sha1(video_id)`` (big-endian) mod ``count``."""
-    digest = hashlib.sha1(video_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % int(count)
-
-
-def is_shard_set(path: str | Path) -> bool:
-    """Whether ``path`` names a shard set (a folder, or its manifest ``.json``) rather than one FRAMES.h5."""
-    path = Path(path)
-    return path.is_dir() or path.suffix.lower() == ".json"
-
-
-def find_shards(folder: Path) -> tuple[int, dict[int, Path]]:
-    """``(S, {k: path of shard k})`` for the shard files in ``folder``; ``(0, {})`` when there are none.
-
-    C4CError when the folder mixes files of sets of different sizes.
-    """
-    folder = Path(folder)
-    found: dict[int, Path] = {}
-    counts: set[int] = set()
-    if folder.is_dir():
-        for p in sorted(folder.iterdir()):
-            m = _SHARD_NAME.match(p.name)
-            if m and p.is_file():
-                found[int(m.group(1))] = p
-                counts.add(int(m.group(2)))
-    if len(counts) > 1:
-        raise C4CError(f"shard files of sets of {', '.join(map(str, sorted(counts)))} shards are mixed",
-                       path=folder, hint="keep one shard set per folder")
-    count = counts.pop() if counts else 0
-    beyond = [found[k].name for k in found if k >= count]
-    if beyond:
-        raise C4CError(f"shard index out of range in {beyond[0]}", path=folder)
-    return count, found
-
-
-def pending_shard_parts(folder: Path) -> list[Path]:
-    """Staging folders of shard files that still hold unmerged videos (an extraction running, or killed)."""
-    return [p for p in sorted(Path(folder).glob("frames-*-of-*.h5.parts"))
-            if p.is_dir() and any(p.iterdir())]
-
-
-def write_manifest(folder: Path) -> Path:
-    """Scan the shard files of ``folder`` and write its ``manifest.json`` atomically; return its path.
-
-    C4CError when a shard file is missing or unreadable, shards were made with different settings,
-    or a video is stored in two shards.
-    """
-    h5py = _h5py()
-    folder = Path(folder)
-    count, found = find_shards(folder)
-    if count == 0:
-        raise C4CError("no shard files (frames-KKKKK-of-SSSSS.h5) in this folder", path=folder,
-                       hint="write them with `c4c extract ... --shards S`")
-    missing = [shard_name(k, count) for k in range(count) if k not in found]
-    if missing:
-        raise C4CError(f"{len(missing)} of {count} shard files are missing (first: {missing[0]})", path=folder,
-                       hint="extract the missing shards first (`c4c extract ... --shards S --shard-index K`)")
-    settings: StoreSettings | None = None
-    owner: dict[str, str] = {}
-    shards = []
-    for k in range(count):
-        path = found[k]
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise C4CError(f"not a readable HDF5 file ({exc})", path=path) from None
-        with f:
-            have = _settings_from_attrs(f, path)
-            ids = sorted(f["videos"].keys())
-        if settings is None:
-            settings = have
-        elif have != settings:
-            raise C4CError(f"shard made with {have.describe()}, but {shards[0]['file']} with "
-                           f"{settings.describe()}", path=path, hint="re-extract it with the same settings")
-        for vid in ids:
-            if vid in owner:
-                raise C4CError(f"video {vid!r} is stored in two shards ({owner[vid]} and {path.name})", path=folder,
-                               hint="delete it from one of them")
-            owner[vid] = path.name
-        shards.append({"file": path.name, "bytes": path.stat().st_size, "videos": ids})
-    manifest = {"format": SHARDS_FORMAT, "format_version": SHARDS_VERSION, "c4c_version": __version__,
-                "settings": settings.as_attrs(), "num_shards": count,
-                "assignment": "sha1(video_id), first 8 bytes big-endian, mod num_shards",
-                "videos": len(owner), "shards": shards}
-    target = folder / MANIFEST
-    # several machines may finish at once: a temp name unique across hosts, then an atomic rename
-    tmp = folder / f".{MANIFEST}.tmp-{socket.gethostname()}-{os.getpid()}"
-    tmp.write_text(json.dumps(manifest) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
-    log.info("wrote %s: %d videos in %d shards", target, len(owner), count)
-    return target
-
-
-@dataclass
-class ShardSet:
-    """A validated shard manifest: settings, the shard files (index = shard number) and where each video is."""
-
-    manifest: Path
-    settings: StoreSettings
-    files: list[Path]
-    where: dict[str, int]
-
-
-def read_manifest(path: str | Path) -> ShardSet:
-    """Read and check a shard set's manifest (``path``: the folder or the manifest file).
-
-    C4CError naming the file when the manifest is missing, malformed or of a newer version, a shard file
-    is missing or has changed size since the manifest was written, or a video is listed twice.
-    """
-    path = Path(path)
-    manifest = path / MANIFEST if path.is_dir() else path
-    rebuild = f"rebuild the manifest with `c4c extract --index {manifest.parent}`"
-    if not manifest.is_file():
-        hint = "create it with `c4c extract ... --shards S`"
-        if path.is_dir() and find_shards(path)[0]:
-            hint = f"the shard files are there: {rebuild} once every shard is extracted"
-        raise C4CError("frame store not found: no shard manifest", path=manifest, hint=hint)
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise C4CError(f"unreadable shard manifest ({exc})", path=manifest) from None
-    if not isinstance(data, dict) or data.get("format") != SHARDS_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else None
-        raise C4CError(f"not a c4c shard manifest (format is {found!r}, expected {SHARDS_FORMAT!r})", path=manifest)
-    version = data.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise C4CError(f"invalid format_version {version!r}", path=manifest)
-    if version > SHARDS_VERSION:
-        raise C4CError(f"shard manifest format version {version} is newer than this c4c supports "
-                       f"({SHARDS_VERSION})", path=manifest, hint="upgrade c4c")
-    try:
-        raw = data["settings"]
-        settings = StoreSettings(fps=float(raw["fps"]), size=int(raw["size"]), codec=str(raw["codec"]),
-                                 jpeg_quality=int(raw.get("jpeg_quality", 0)))
-        entries = list(data["shards"])
-        count = int(data["num_shards"])
-        if settings.codec not in CODECS:
-            raise ValueError(f"unknown codec {settings.codec!r}")
-        if len(entries) != count:
-            raise ValueError(f"{len(entries)} shards listed, num_shards is {count}")
-        files: list[Path] = []
-        where: dict[str, int] = {}
-        for k, entry in enumerate(entries):
-            name = str(entry["file"])
-            if Path(name).name != name or name in ("", ".", ".."):
-                raise ValueError(f"shard file {name!r} is not a plain file name")
-            file = manifest.parent / name
-            if not file.is_file():
-                raise C4CError(f"shard file {name} named by the manifest is missing", path=file,
-                               hint="copy it back, or re-extract that shard")
-            size = file.stat().st_size
-            if "bytes" in entry and int(entry["bytes"]) != size:
-                raise C4CError(f"shard file has changed since the manifest was written ({size:,} bytes; the "
-                               f"manifest says {int(entry['bytes']):,})", path=file, hint=rebuild)
-            for vid in entry["videos"]:
-                if vid in where:
-                    raise C4CError(f"video {vid!r} is listed in two shards ({files[where[vid]].name} and {name})",
-                                   path=manifest, hint=rebuild)
-                where[str(vid)] = k
-            files.append(file)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise C4CError(f"malformed shard manifest ({type(exc).__name__}: {exc})", path=manifest) from None
-    return ShardSet(manifest=manifest, settings=settings, files=files, where=where)
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise C4CError("frame store not found", path=path, hint="create it with `c4c extract`") from None
+    except OSError as exc:
+        raise C4CError(f"not a readable HDF5 file ({exc})", path=path) from None
+    with f:
+        return settings_from_attrs(f, path)
+
+
+def settings_from_attrs(f, path: Path) -> StoreSettings:
+    """The settings of the open store ``f`` (``path`` names it in errors); C4CError when it is not one."""
+    attrs = f.attrs
+    if attrs.get("format") != FORMAT:
+        raise C4CError(f"not a c4c frame store (format attribute is {attrs.get('format')!r}, "
+                       f"expected {FORMAT!r})", path=path)
+    version = int(attrs.get("format_version", -1))
+    if version > FORMAT_VERSION:
+        raise C4CError(f"frame store format version {version} is newer than this c4c supports "
+                       f"({FORMAT_VERSION})", path=path, hint="upgrade c4c")
+    if version < 1:
+        raise C4CError(f"invalid format_version {version}", path=path)
+    missing = [k for k in ("fps", "size", "codec") if k not in attrs]
+    if missing or "videos" not in f:
+        raise C4CError(f"frame store is missing {', '.join(missing) or 'the videos group'}", path=path)
+    codec = str(attrs["codec"])
+    if codec not in CODECS:
+        raise C4CError(f"unknown frame codec {codec!r}", path=path)
+    return StoreSettings(fps=float(attrs["fps"]), size=int(attrs["size"]), codec=codec,
+                         jpeg_quality=int(attrs.get("jpeg_quality", 0)))
 
 
 def decode_jpegs(rows: Sequence[np.ndarray]) -> np.ndarray:
@@ -497,6 +189,8 @@ class FrameStore:
     """
 
     def __init__(self, path: str | Path) -> None:
+        from c4c.video.shards import is_shard_set, read_manifest  # that module builds on this one
+
         self.path = Path(path)
         self.shards: ShardSet | None = None
         if is_shard_set(self.path):
@@ -526,7 +220,7 @@ class FrameStore:
             except OSError as exc:
                 raise C4CError(f"not a readable HDF5 file ({exc})", path=path) from None
             if k not in self._checked:
-                have = _settings_from_attrs(f, path)
+                have = settings_from_attrs(f, path)
                 if have != self.settings:
                     f.close()
                     raise C4CError(f"shard made with {have.describe()}, but its manifest says "

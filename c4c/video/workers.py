@@ -1,0 +1,141 @@
+"""Decoding many videos at once into staged parts (the work of `c4c extract`).
+
+Small files are grouped into *units* decoded by one ffmpeg process each (:func:`work_units`); a
+thread per worker keeps that many ffmpeg processes busy (:func:`run_units`), and every finished video
+is written to its own part file (:mod:`c4c.video.staging`) for the stage to merge. A video that
+cannot be decoded or written becomes a failed :class:`Outcome`; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from c4c.video.decode import VideoError, sample_videos
+from c4c.video.staging import write_part
+from c4c.video.store import StoreSettings
+
+log = logging.getLogger(__name__)
+
+Unit = list[tuple[str, str]]  # (video id, path) of the videos one ffmpeg process decodes
+
+
+@dataclass
+class Outcome:
+    """What happened to one video."""
+
+    video_id: str
+    path: str
+    ok: bool
+    frames: int = 0
+    nbytes: int = 0
+    reason: str = ""
+    decode_errors: int = 0
+
+
+@dataclass
+class Job:
+    """One video to extract."""
+
+    video_id: str
+    path: Path
+
+
+def extract_unit(jobs: Unit, parts_dir: str, settings: StoreSettings,
+                 threads: int) -> list[Outcome]:
+    """Decode a few videos with one ffmpeg process and stage each as a part file (runs in a worker thread)."""
+    try:
+        samples = sample_videos([path for _, path in jobs], fps=settings.fps, size=settings.size,
+                                codec=settings.codec, jpeg_quality=settings.jpeg_quality, threads=threads)
+    except Exception as exc:  # a bug or an OS error must not stop the batch; it is reported
+        log.exception("unexpected error on %s", [p for _, p in jobs])
+        return [Outcome(v, p, ok=False, reason=f"unexpected error: {type(exc).__name__}: {exc}") for v, p in jobs]
+    outcomes = []
+    for (video_id, path), sample in zip(jobs, samples):
+        if isinstance(sample, VideoError):
+            outcomes.append(Outcome(video_id, path, ok=False, reason=sample.problem))
+            continue
+        try:
+            write_part(Path(parts_dir), video_id, sample, settings, path)
+        except Exception as exc:
+            log.exception("could not stage %s", path)
+            outcomes.append(Outcome(video_id, path, ok=False, reason=f"could not write: {type(exc).__name__}: {exc}"))
+            continue
+        outcomes.append(Outcome(video_id, path, ok=True, frames=sample.num_frames, nbytes=sample.nbytes,
+                                decode_errors=len(sample.decode_errors)))
+    return outcomes
+
+
+def work_units(jobs: list[Job], batch: int, max_bytes: int, workers: int = 1,
+               group: Callable[[Job], object] | None = None) -> list[Unit]:
+    """Group consecutive small files (< max_bytes) up to ``batch`` per unit; large files go alone.
+
+    Batches shrink so that there are at least 4 units per worker: fewer, larger units would leave
+    workers idle at the end. With ``group``, a unit never holds jobs of two groups (shards).
+    """
+    def size(job: Job) -> int:
+        try:
+            return job.path.stat().st_size
+        except OSError:
+            return 0  # let the decoder report it
+
+    small_count = sum(1 for j in jobs if size(j) < max_bytes)
+    batch = max(1, min(batch, small_count // (4 * max(1, workers))))
+    units: list[Unit] = []
+    current: Unit = []
+    current_group: object = None
+    for job in jobs:
+        if group is not None:
+            g = group(job)
+            if current and g != current_group:
+                units.append(current)
+                current = []
+            current_group = g
+        if batch > 1 and size(job) < max_bytes:
+            current.append((job.video_id, str(job.path)))
+            if len(current) >= batch:
+                units.append(current)
+                current = []
+        else:
+            units.append([(job.video_id, str(job.path))])
+    if current:
+        units.append(current)
+    return units
+
+
+def run_units(tasks: list[tuple[Unit, Path]], settings: StoreSettings, threads: int, workers: int,
+              record: Callable[[Outcome], None]) -> None:
+    """Decode every unit into its parts folder, calling ``record`` with each video's outcome as it ends.
+
+    ``tasks``: (unit, the parts folder its videos are staged in). ``workers`` ffmpeg processes run at
+    once (one per thread; at most 2 x workers units are queued), each with ``threads`` decoder threads.
+    """
+    if workers == 1 or len(tasks) <= 1:
+        for unit, parts_dir in tasks:
+            for outcome in extract_unit(unit, str(parts_dir), settings, threads):
+                record(outcome)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract") as pool:
+        queue = iter(tasks)
+        running: set[Future] = set()
+        try:
+            while True:
+                while len(running) < 2 * workers:
+                    task = next(queue, None)
+                    if task is None:
+                        break
+                    unit, parts_dir = task
+                    running.add(pool.submit(extract_unit, unit, str(parts_dir), settings, threads))
+                if not running:
+                    break
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    for outcome in fut.result():
+                        record(outcome)
+        except BaseException:
+            for fut in running:
+                fut.cancel()
+            raise
