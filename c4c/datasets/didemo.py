@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from c4c.datasets.records import SPLITS, VideoRecord, check_video_id
-from c4c.datasets.files import dataset_dir, iter_text_lines, read_json, require_file
+from c4c.datasets.files import dataset_dir, iter_nonblank_lines, read_json, require_file
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,7 @@ def read_didemo(path: str | Path) -> list[VideoRecord]:
 
 
 def _read_list(path: Path) -> set[str]:
-    names = set()
-    for line, text in iter_text_lines(path):
-        name = text.strip()
-        if name:
-            names.add(check_video_id(name, path=str(path), line=line))
-    return names
+    return {check_video_id(name, path=str(path), line=line) for line, name in iter_nonblank_lines(path)}
 
 
 def _read_split(path: Path, listed: set[str], split: str) -> list[VideoRecord]:

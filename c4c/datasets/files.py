@@ -65,6 +65,21 @@ def iter_text_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, text.rstrip("\r\n")
 
 
+def iter_nonblank_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for every line of ``path`` that is not blank, text stripped."""
+    for number, text in iter_text_lines(path):
+        text = text.strip()
+        if text:
+            yield number, text
+
+
+def iter_split_lines(files: dict[str, Path]) -> Iterator[tuple[str, Path, int, str]]:
+    """Yield ``(split, path, line_number, text)`` for the non-blank lines of each split's file, in order."""
+    for split, path in files.items():
+        for number, text in iter_nonblank_lines(path):
+            yield split, path, number, text
+
+
 def iter_csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield ``(line_number, row)`` for each data row of a CSV file with a header holding ``columns``."""
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from c4c.datasets.records import VideoRecord, check_video_id
-from c4c.datasets.files import dataset_dir, iter_text_lines, split_files
+from c4c.datasets.files import dataset_dir, iter_split_lines, split_files
 from c4c.errors import C4CError
 
 SPLIT_FILES = {
@@ -31,19 +31,15 @@ def read_lsmdc(path: str | Path) -> list[VideoRecord]:
     folder = dataset_dir(path)
     files = split_files(folder, SPLIT_FILES, "LSMDC")
     records = []
-    for split, file_path in files.items():
-        for line, text in iter_text_lines(file_path):
-            text = text.strip()
-            if not text:
-                continue
-            fields = text.split("\t")
-            if len(fields) != N_FIELDS:
-                raise C4CError(f"expected {N_FIELDS} tab-separated fields, found {len(fields)}",
-                               path=file_path, line=line,
-                               hint="clip_id, start/end aligned, start/end extracted, sentence")
-            clip_id = check_video_id(fields[0], path=str(file_path), line=line)
-            sentence = fields[5].strip()
-            if not sentence:
-                raise C4CError(f"empty sentence for clip {clip_id!r}", path=file_path, line=line)
-            records.append(VideoRecord(video_id=clip_id, captions=[sentence], split=split))
+    for split, file_path, line, text in iter_split_lines(files):
+        fields = text.split("\t")
+        if len(fields) != N_FIELDS:
+            raise C4CError(f"expected {N_FIELDS} tab-separated fields, found {len(fields)}",
+                           path=file_path, line=line,
+                           hint="clip_id, start/end aligned, start/end extracted, sentence")
+        clip_id = check_video_id(fields[0], path=str(file_path), line=line)
+        sentence = fields[5].strip()
+        if not sentence:
+            raise C4CError(f"empty sentence for clip {clip_id!r}", path=file_path, line=line)
+        records.append(VideoRecord(video_id=clip_id, captions=[sentence], split=split))
     return records
