@@ -278,7 +278,7 @@ def make_activitynet(folder):
 
 def test_activitynet_one_paragraph_per_video_over_zero_to_ceil_duration(tmp_path):
     make_activitynet(tmp_path)
-    records = read_annotations("activitynet", tmp_path)
+    records = read_annotations("activitynet", tmp_path, val2_as_val=True)  # default: val_2 unread
     assert summary(records) == [
         ("QOlSCBRmfWY", "train", ["A young woman is seen standing in a room. She dances."]),
         ("ehGHCYKzyZ8", "train", ["A man plays."]),

@@ -2,9 +2,12 @@
 
 Files read from the dataset folder:
 
-* ``train.json`` (split "train") and ``val_1.json`` (split "test": the reference reports on val_1),
-  optional ``val_2.json`` (split "val"); each a dict ``v_<id> -> {"duration": seconds,
-  "timestamps": [[start, end], ...], "sentences": [str, ...]}``;
+* ``train.json`` (split "train") and ``val_1.json`` (split "test": the reference reports on val_1);
+  each a dict ``v_<id> -> {"duration": seconds, "timestamps": [[start, end], ...],
+  "sentences": [str, ...]}``;
+* ``val_2.json`` (same format) only with ``val2_as_val=True``, as split "val". Every video of
+  val_2 is also in val_1, so selecting a model on it selects on test videos; by default it is not
+  read. :func:`c4c.datasets.splits.hold_out_val` makes a val split from training videos instead;
 * optional ``train_ids.json`` / ``val_ids.json``: JSON lists of ``v_<id>`` that restrict train.json /
   the val files to the listed videos.
 
@@ -30,15 +33,21 @@ SPLIT_FILES = (
     ("val_1.json", "test", "val_ids.json", True),
     ("val_2.json", "val", "val_ids.json", False),
 )
+VAL_2 = "val_2.json"
 
 
-def read_activitynet(path: str | Path) -> list[VideoRecord]:
-    """Read ActivityNet Captions: one paragraph record per video (train, then val_1, then val_2)."""
+def read_activitynet(path: str | Path, *, val2_as_val: bool = False) -> list[VideoRecord]:
+    """Read ActivityNet Captions: one paragraph record per video (train, then val_1 as test, then
+    val_2 as val when ``val2_as_val``; val_2's videos are all val_1 = test videos)."""
     folder = dataset_dir(path)
     sources = []
     for name, split, ids_name, required in SPLIT_FILES:
         if required:
             sources.append((require_file(folder, name), split, folder / ids_name))
+        elif name == VAL_2 and not val2_as_val:
+            if (folder / name).is_file():
+                log.info("%s not read: its videos are test (val_1) videos; val2_as_val=True reads it as val",
+                         folder / name)
         elif (folder / name).is_file():
             sources.append((folder / name, split, folder / ids_name))
 
@@ -56,6 +65,13 @@ def read_activitynet(path: str | Path) -> list[VideoRecord]:
             records.append(_record(source_name, entry, split, captions_path))
         if skipped:
             log.info("%s: %d videos not listed in %s were left out", captions_path, skipped, ids_path.name)
+    if val2_as_val:
+        from c4c.datasets.splits import split_overlap
+
+        shared = split_overlap(records, "val", "test")
+        if shared:
+            log.warning("%d of the val (val_2) videos are also test (val_1) videos: selecting on val "
+                        "selects on test videos", len(shared))
     return records
 
 

@@ -20,7 +20,7 @@ _READERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "msrvtt": ("c4c.datasets.msrvtt", "read_msrvtt", ("msrvtt_train",)),
     "msvd": ("c4c.datasets.msvd", "read_msvd", ()),
     "lsmdc": ("c4c.datasets.lsmdc", "read_lsmdc", ()),
-    "activitynet": ("c4c.datasets.activitynet", "read_activitynet", ()),
+    "activitynet": ("c4c.datasets.activitynet", "read_activitynet", ("val2_as_val",)),
     "didemo": ("c4c.datasets.didemo", "read_didemo", ()),
     "howto100m": ("c4c.datasets.howto100m", "read_howto100m", ("categories",)),
     "jsonl": ("c4c.datasets.jsonl", "read_jsonl", ()),
