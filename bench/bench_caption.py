@@ -37,7 +37,8 @@ import shutil
 import time
 from pathlib import Path
 
-from c4c.stages import caption, extract, synth
+from c4c import synth
+from c4c.stages import caption, extract
 
 WORK = Path(__file__).resolve().parent / ".work" / "caption"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from c4c.stages import extract, synth
+from c4c import synth
+from c4c.stages import extract
 from c4c.video.ffmpeg_bin import ffmpeg_exe
 from c4c.video.store import FrameStore
 from c4c.video.transforms import to_model_input

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from c4c.stages import extract, synth
+from c4c import synth
+from c4c.stages import extract
 from c4c.stages.finetune import FinetuneConfig, run
 
 WORK = Path(__file__).resolve().parent / ".work" / "heads"

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from c4c.stages import extract, finetune, pretrain, synth
+from c4c import synth
+from c4c.stages import extract, finetune, pretrain
 
 WORK = Path(__file__).resolve().parent / ".work" / "pretrain"
 RESULTS = Path(__file__).resolve().parent / "results"

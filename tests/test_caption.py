@@ -12,12 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from c4c import synth
 from c4c.data.text import EOT, SOT, CaptionTokenizer
 from c4c.errors import C4CError
 from c4c.model.backbone import build_clip
 from c4c.model.decoder import (CaptionModel, DecoderConfig, Hypothesis, IncrementalDecoder, beam_search,
                                detokenize, length_penalty)
-from c4c.stages import caption, extract, synth
+from c4c.stages import caption, extract
 from c4c.train import checkpoint
 
 

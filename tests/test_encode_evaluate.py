@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from c4c import synth
 from c4c.data.embeddings import Embeddings, partial_path
 from c4c.errors import C4CError
 from c4c.metrics.retrieval import (blockwise_metrics, matrix_metrics, multi_sentence_metrics, protocol_of,
                                    retrieval_metrics)
-from c4c.stages import encode, evaluate, extract, synth
+from c4c.stages import encode, evaluate, extract
 from c4c.stages.finetune import FinetuneConfig, run as finetune_run
 
 

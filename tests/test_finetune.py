@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from c4c import synth
 from c4c.errors import C4CError
-from c4c.stages import extract, synth
+from c4c.stages import extract
 from c4c.stages.finetune import FinetuneConfig, run
 from c4c.train import checkpoint
 

@@ -317,7 +317,7 @@ def test_shape_position_follows_the_moves():
 
 
 def test_image_records_caption_each_second_without_motion(tmp_path):
-    from c4c.stages import synth
+    from c4c import synth
 
     synth_json = tmp_path / "synth.json"
     cfg = synth.SynthConfig(out_dir=tmp_path, videos=4, seed=3)

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 
+from c4c import synth
 from c4c.data.howto import CaptionCorpus, HowToClips, MergeRule, merge_window, window_frames
 from c4c.data.text import CaptionTokenizer
 from c4c.datasets.howto100m import read_howto100m
 from c4c.datasets.records import VideoRecord
 from c4c.errors import C4CError
-from c4c.stages import extract, synth
+from c4c.stages import extract
 from c4c.stages.pretrain import PretrainConfig, run
 from c4c.train import checkpoint
 from c4c.video.store import FrameStore

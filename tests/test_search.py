@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from c4c import synth
 from c4c.cli import main
 from c4c.errors import C4CError
-from c4c.stages import synth
 from c4c.stages.finetune import FinetuneConfig, run as finetune_run
 
 

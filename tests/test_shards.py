@@ -12,9 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
+from c4c import synth
 from c4c.cli import main
 from c4c.errors import C4CError
-from c4c.stages import extract, synth
+from c4c.stages import extract
 from c4c.video import shards, store
 from c4c.video.store import FrameStore
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from c4c import synth
 from c4c.errors import C4CError
-from c4c.stages import synth
-from c4c.stages.synth import SynthConfig
+from c4c.synth import SynthConfig, video_writer
 from c4c.video.ffmpeg_bin import ffmpeg_exe
 
 WIDTH, HEIGHT, FPS, DURATION = 64, 48, 10, 2.0
@@ -293,7 +293,7 @@ def test_ffmpeg_failure_is_a_user_error_with_its_message_and_leaves_no_file(tmp_
     fake = tmp_path / "ffmpeg"
     fake.write_text("#!/bin/sh\necho 'Unknown encoder libx264' >&2\nexit 3\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(synth, "ffmpeg_exe", lambda: str(fake))
+    monkeypatch.setattr(video_writer, "ffmpeg_exe", lambda: str(fake))
     out = tmp_path / "data"
     with pytest.raises(C4CError, match="exit code 3.*Unknown encoder libx264"):
         synth.run(small_config(out, videos=2))

@@ -195,7 +195,7 @@ class MiniData:
 
 def reversal_twins(synth_json: Path) -> dict[str, str]:
     """Test videos whose exact time reversal is also a test video, mapped to it (both directions)."""
-    from c4c.stages import synth
+    from c4c import synth
 
     meta = synth.load_metadata(synth_json)
     split = {v["video_id"]: v["split"] for v in meta["videos"]}
@@ -237,7 +237,7 @@ def image_records(synth_json: Path, seconds: int, positions: bool = True) -> lis
     """Image-text annotation lines: one per video and stored second ``k`` (a window holding the frame at
     ``k`` s first), captioned as an image would be: the shape's colour and shape and, with
     ``positions``, where it is ("a red circle at the top left"); nothing about motion."""
-    from c4c.stages import synth
+    from c4c import synth
 
     meta = synth.load_metadata(synth_json)
     settings = meta["config"]
@@ -269,7 +269,7 @@ def _extract(source: Path, videos: Path, out: Path, dataset: str, fps: float, si
 def prepare_data(cfg: MiniConfig, need_howto: bool, on_event: Event | None = None) -> MiniData:
     """Make (or find) the retrieval set, the image-text set and, when needed, the HowTo-like corpus."""
     from c4c.datasets.registry import read_annotations, split_records
-    from c4c.stages import synth
+    from c4c import synth
 
     on_event = on_event or (lambda event: None)
     t0 = time.perf_counter()
