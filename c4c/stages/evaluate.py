@@ -23,11 +23,12 @@ from typing import Callable
 import numpy as np
 
 from c4c.atomic import write_json
+from c4c.choices import RERANKERS
 from c4c.errors import C4CError
+from c4c.model.inference import LooseScores, tight_matrix
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS = ("t2v", "v2t")
 QBNORM_COSINE_BETA = 20.0  # QB-Norm's inverse temperature for cosine similarities (its README)
 
 
@@ -52,50 +53,6 @@ class EvaluateResult:
     metrics: dict
     out: Path
     seconds: float
-
-
-class LooseScores:
-    """Scores ``exp(logit_scale) * cos`` of normalised embeddings, computed on demand by row block."""
-
-    def __init__(self, text: np.ndarray, video: np.ndarray, scale: float) -> None:
-        self.text = np.ascontiguousarray(text, dtype=np.float32)
-        self.video = np.ascontiguousarray(video, dtype=np.float32)
-        self.scale = np.float32(scale)
-
-    def t2v(self, a: int, b: int) -> np.ndarray:
-        block = self.text[a:b] @ self.video.T
-        block *= self.scale
-        return block
-
-    def v2t(self, a: int, b: int) -> np.ndarray:
-        block = self.video[a:b] @ self.text.T
-        block *= self.scale
-        return block
-
-    def full(self, chunk: int) -> np.ndarray:
-        sim = np.empty((self.text.shape[0], self.video.shape[0]), np.float32)
-        for a in range(0, sim.shape[0], chunk):
-            sim[a:a + chunk] = self.t2v(a, a + chunk)
-        return sim
-
-
-def tight_matrix(model, text: np.ndarray, frames: np.ndarray, mask: np.ndarray, *, device: str = "cpu",
-                 pair_chunk: int = 128, on_block: Callable[[int], None] | None = None) -> np.ndarray:
-    """``[Nt, Nv]`` cross-encoder scores, ``pair_chunk`` texts x ``pair_chunk`` videos per batch."""
-    import torch
-
-    nt, nv = text.shape[0], frames.shape[0]
-    sim = np.empty((nt, nv), np.float32)
-    with torch.no_grad():
-        for j in range(0, nv, pair_chunk):
-            f = torch.from_numpy(frames[j:j + pair_chunk]).to(device)
-            m = torch.from_numpy(mask[j:j + pair_chunk]).to(device)
-            for i in range(0, nt, pair_chunk):
-                t = torch.from_numpy(text[i:i + pair_chunk]).to(device)
-                sim[i:i + pair_chunk, j:j + pair_chunk] = model.similarity(t, f, m).float().cpu().numpy()
-                if on_block is not None:
-                    on_block(t.shape[0] * f.shape[0])
-    return sim
 
 
 def _bank_scores(bank_path: Path, emb, text: np.ndarray, video: np.ndarray) -> dict[str, np.ndarray]:
@@ -153,8 +110,6 @@ def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> 
 
     emit = on_event or (lambda event: None)
     t0 = time.perf_counter()
-    from c4c.metrics.rerank import RERANKERS
-
     methods = [m for m in dict.fromkeys(cfg.rerank) if m != "none"]
     unknown = [m for m in methods if m not in RERANKERS]
     if unknown:

@@ -1,1 +1,0 @@
-"""CLI commands grouped by pipeline stage; each module has register(app)."""
