@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from c4c.choices import CAPTION_TOKENIZERS
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
 """Metric names, in the order they are reported. ``BLEU`` selects all four BLEU orders."""
 
-TOKENIZERS = ("ptb", "simple", "none")
+TOKENIZERS = CAPTION_TOKENIZERS
 """``ptb``: Stanford PTB tokenizer (Java); ``simple``: its pure-Python imitation; ``none``: white space."""
 
 JAVA_HINT = "install a Java runtime (e.g. `apt install default-jre`) and make sure `java` is on PATH"

@@ -3,6 +3,11 @@ with weights from an open_clip pretrained tag, a local file, or none (random ini
 
 Weights are resolved before open_clip is asked for them, so an offline machine fails within seconds
 with a message that says how to pass a local file, instead of a minute of silent retries.
+
+The MLP activation (QuickGELU or GELU) holds no weights, so nothing fails when weights meet the wrong
+one: they just compute something else. :func:`resolve_activation` decides it from what is known for
+sure (an open_clip tag, OpenAI's TorchScript archive, a ``-quickgelu`` model name, a JSON config) and
+refuses to guess for a plain state-dict file.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import json
 import logging
 import os
 import socket
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from c4c.choices import ACTIVATIONS
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,7 @@ class BackboneInfo:
     context_length: int
     parameters: int
     quick_gelu: bool = False      # CLIP's activation (OpenAI weights use QuickGELU; it holds no weights)
+    activation: str = "gelu"      # the same as a name: "quickgelu" | "gelu"
 
 
 def _load_json_config(path: Path) -> dict:
@@ -80,23 +88,96 @@ def _resolve_tag(model_name: str, tag: str) -> str | None:
     return None
 
 
-def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: str = "cpu", fp16_weights: bool = False):
+def is_torchscript_archive(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``; OpenAI's released CLIP files are
+    these): a zip whose top folder holds ``code/`` or ``constants.pkl``. A ``torch.save`` state dict
+    has neither. Only the zip directory is read; nothing is unpickled."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                parts = name.split("/")
+                if len(parts) >= 2 and (parts[1] == "code" or parts[1:] == ["constants.pkl"]):
+                    return True
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return False
+
+
+def _config_quick_gelu(clip: str) -> bool:
+    """What the model config itself says (open_clip name, ``tiny`` or a JSON file)."""
+    if clip in BUILTIN or clip.endswith(".json"):
+        return bool(_load_json_config(BUILTIN.get(clip, Path(clip))).get("quick_gelu", False))
+    import open_clip
+
+    return bool((open_clip.get_model_config(clip) or {}).get("quick_gelu", False))
+
+
+def resolve_activation(clip: str, pretrained: str, activation: str = "auto") -> tuple[str, str]:
+    """``("quickgelu" | "gelu", why)``: the activation :func:`build_clip` gives ``clip`` with ``pretrained``.
+
+    ``activation`` ``"quickgelu"``/``"gelu"`` is used as given (a ``-quickgelu`` model name with
+    ``"gelu"`` is an error; contradicting a tag or a TorchScript archive only warns). ``"auto"``:
+    a built-in/JSON config keeps its own ``quick_gelu``; a ``-quickgelu`` open_clip name gives QuickGELU;
+    a tag in :data:`QUICKGELU_TAGS` or an OpenAI TorchScript archive gives QuickGELU; other tags and
+    random init keep the model config's activation; a plain state-dict file (``.pt``, ``.bin``,
+    ``.safetensors``, ...) does not say, so it is a C4CError asking for ``--activation``.
+    """
+    if activation not in ACTIVATIONS:
+        raise C4CError(f"unknown activation {activation!r}", hint=f"choose one of: {', '.join(ACTIVATIONS)}")
+    pre = str(pretrained).strip()
+    is_config = clip in BUILTIN or clip.endswith(".json")
+    named_quick = not is_config and clip.lower().endswith("-quickgelu")
+    is_file = pre.lower() not in ("none", "") and Path(pre).is_file()
+    known = None  # what the weights are known to need
+    if pre.lower().replace("-", "_") in QUICKGELU_TAGS:
+        known = ("quickgelu", f"pretrained tag {pre!r}")
+    elif is_file and is_torchscript_archive(pre):
+        known = ("quickgelu", "an OpenAI TorchScript archive")
+    if activation != "auto":
+        if named_quick and activation == "gelu":
+            raise C4CError(f"{clip} is a QuickGELU model name, but the activation asked for is gelu",
+                           hint=f"use {clip[:-len('-quickgelu')]} with --activation gelu, or drop --activation")
+        if known is not None and known[0] != activation:
+            log.warning("CLIP activation %s as asked, although the weights are %s (%s)", activation, known[0], known[1])
+        return activation, "asked for"
+    if is_config:
+        return ("quickgelu" if _config_quick_gelu(clip) else "gelu"), f"the model config {clip}"
+    if named_quick:
+        return "quickgelu", "the -quickgelu model name"
+    if known is not None:
+        return known
+    if is_file:
+        raise C4CError("cannot tell whether these weights were trained with QuickGELU or GELU: a plain state "
+                       "dict does not record it, and the wrong one loads without an error", path=pre,
+                       hint="pass --activation quickgelu|gelu (quickgelu for OpenAI and LAION-400M weights, "
+                            "gelu for most other open_clip weights)")
+    return ("quickgelu" if _config_quick_gelu(clip) else "gelu"), f"the model config {clip}"
+
+
+def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: str = "cpu", fp16_weights: bool = False,
+               activation: str = "auto"):
     """Return ``(open_clip CLIP model in train mode, BackboneInfo)``.
 
-    ``clip``: an open_clip model name, ``tiny``, or a path to an open_clip JSON model config.
+    ``clip``: an open_clip model name (``-quickgelu`` names included), ``tiny``, or a path to an
+    open_clip JSON model config.
     ``pretrained``: ``none``, an open_clip tag (``openai``, ``laion2b_s34b_b79k``, ...) or a weights file
     (open_clip/our safetensors or .pt state dict, or OpenAI's TorchScript ``ViT-B-32.pt``).
     ``fp16_weights``: store Linear/Conv/attention/projection weights in fp16 and run LayerNorms in fp32,
     exactly what the reference code does to CLIP (spec 4.2); training then updates fp16 weights.
+    ``activation``: ``auto``, ``quickgelu`` or ``gelu``, resolved by :func:`resolve_activation`
+    (``auto`` with a plain state-dict file and an open_clip name is an error that asks for it).
     """
     import torch
     import open_clip
 
     pre = pretrained.strip()
-    quick_gelu = pre.lower().replace("-", "_") in QUICKGELU_TAGS
+    act, why = resolve_activation(clip, pre, activation)
+    quick_gelu = act == "quickgelu"
     if clip in BUILTIN or clip.endswith(".json"):
         path = BUILTIN.get(clip, Path(clip))
-        cfg = _load_json_config(path)
+        cfg = {**_load_json_config(path), "quick_gelu": quick_gelu}
         model = open_clip.CLIP(**cfg, cast_dtype=torch.float16 if fp16_weights else None)
         name = clip
         if pre.lower() not in ("none", ""):
@@ -106,14 +187,12 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
             raise C4CError(f"unknown CLIP model {clip!r}", hint="use an open_clip model name such as ViT-B-32, "
                            "ViT-B-16, 'tiny', or a path to a JSON model config")
         name = clip
+        precision = "fp16" if fp16_weights else "fp32"
         if pre.lower() in ("none", ""):
-            model = open_clip.create_model(clip, pretrained=None, force_quick_gelu=quick_gelu,
-                                           precision="fp16" if fp16_weights else "fp32")
+            model = open_clip.create_model(clip, pretrained=None, force_quick_gelu=quick_gelu, precision=precision)
         elif Path(pre).exists():
-            # OpenAI files are QuickGELU; open_clip loads a path into GELU blocks without a word.
-            model = open_clip.create_model(clip, pretrained=None,
-                                           force_quick_gelu=quick_gelu or _looks_like_openai_file(pre),
-                                           precision="fp16" if fp16_weights else "fp32")
+            # open_clip loads a path into the model config's blocks without a word: the activation is ours
+            model = open_clip.create_model(clip, pretrained=None, force_quick_gelu=quick_gelu, precision=precision)
             _load_weights_file(model, pre)
         else:
             local = _resolve_tag(clip, pre)
@@ -124,7 +203,9 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
                     "https://openaipublic.azureedge.net/clip/models/.../ViT-B-32.pt) and pass --pretrained PATH, "
                     "or --pretrained none for random init")
             model = open_clip.create_model(clip, pretrained=local or pre, force_quick_gelu=quick_gelu,
-                                           precision="fp16" if fp16_weights else "fp32")
+                                           precision=precision)
+        set_activation(model, quick_gelu)  # force_quick_gelu can only add QuickGELU, never take it away
+    log.info("CLIP %s: activation %s (%s)", name, act, why)
     if fp16_weights:
         from open_clip.model import convert_weights_to_lp
 
@@ -133,16 +214,21 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
     model.train()
     visual = model.visual
     image_size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else int(visual.image_size)
+    quick = uses_quick_gelu(model)
     info = BackboneInfo(name=name, pretrained=pre, image_size=int(image_size),
                         embed_dim=int(model.text_projection.shape[1]),
                         context_length=int(model.positional_embedding.shape[0]),
                         parameters=sum(p.numel() for p in model.parameters()),
-                        quick_gelu=uses_quick_gelu(model))
+                        quick_gelu=quick, activation="quickgelu" if quick else "gelu")
     return model, info
 
 
 def quick_gelu_of(pretrained: str) -> bool:
-    """Whether open_clip weights ``pretrained`` (a tag or a file) were trained with QuickGELU."""
+    """Whether a run saved without its activation used QuickGELU, from its ``pretrained`` (tag or file).
+
+    For a file this is the rule c4c applied before activations were recorded (``.pt`` with "vit" in
+    the name), so it says what those runs were built with; new runs record ``activation`` instead.
+    """
     tag = str(pretrained).strip()
     if tag.lower().replace("-", "_") in QUICKGELU_TAGS:
         return True
@@ -175,6 +261,8 @@ def run_quick_gelu(run_config: dict, _depth: int = 0) -> bool | None:
     backbone = run_config.get("backbone") or {}
     if "quick_gelu" in backbone:
         return bool(backbone["quick_gelu"])
+    if backbone.get("activation") in ("quickgelu", "gelu"):
+        return backbone["activation"] == "quickgelu"
     arch = run_config.get("architecture") or {}
     if "quick_gelu" in arch:
         return bool(arch["quick_gelu"])
@@ -193,10 +281,6 @@ def run_quick_gelu(run_config: dict, _depth: int = 0) -> bool | None:
     return quick_gelu_of(pretrained)
 
 
-def _looks_like_openai_file(path: str) -> bool:
-    return Path(path).suffix == ".pt" and "vit" in Path(path).name.lower()
-
-
 def _load_weights_file(model, path: str) -> None:
     """Load a state dict from ``path`` into ``model`` (strict); never unpickles arbitrary objects."""
     import torch
@@ -210,12 +294,14 @@ def _load_weights_file(model, path: str) -> None:
 
             state = load_file(str(p))
         else:
-            try:
+            if is_torchscript_archive(p):
+                import warnings
+
+                with warnings.catch_warnings():  # torch >= 2.9 calls TorchScript deprecated; the files stay
+                    warnings.simplefilter("ignore", FutureWarning)
+                    state = torch.jit.load(str(p), map_location="cpu").state_dict()  # OpenAI's archive format
+            else:
                 state = torch.load(p, map_location="cpu", weights_only=True)
-            except RuntimeError as exc:
-                if "TorchScript" not in str(exc):
-                    raise
-                state = torch.jit.load(str(p), map_location="cpu").state_dict()  # OpenAI's archive format
     except C4CError:
         raise
     except Exception as exc:
@@ -223,7 +309,7 @@ def _load_weights_file(model, path: str) -> None:
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    for key in ("input_resolution", "context_length", "vocab_size"):
+    for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # not weights
         state.pop(key, None)
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if k != "attn_mask"]
