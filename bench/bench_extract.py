@@ -27,15 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from c4c import synth
+from c4c.choices import CLIP_MEAN, CLIP_STD
 from c4c.stages import extract
 from c4c.video.ffmpeg_bin import ffmpeg_exe
 from c4c.video.store import FrameStore
-from c4c.video.transforms import to_model_input
 
 WORK = Path(__file__).resolve().parent / ".work"
 RESULTS = Path(__file__).resolve().parent / "results"
-MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
-STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+MEAN = np.array(CLIP_MEAN, np.float32)
+STD = np.array(CLIP_STD, np.float32)
 
 
 def make_clips(folder: Path, n: int, seconds: float, size: str, rate: str = "30") -> list[Path]:
@@ -127,10 +127,16 @@ def reference_item(path: Path, max_frames: int = 12, size: int = 224):
 
 
 def store_item(fs: FrameStore, video_id: str, max_frames: int = 12):
-    """The same item from FRAMES.h5: uniform choice of 12 stored frames, normalised."""
+    """The same item from FRAMES.h5: uniform choice of 12 stored frames, normalised as the model does it
+    (one multiply-add per value: ``x / (255 std) - mean / std``), float32 ``[12, 3, 224, 224]``."""
+    import torch
+
     t = fs.num_frames(video_id)
     idx = np.linspace(0, t - 1, num=min(t, max_frames), dtype=int)
-    return to_model_input(fs.read(video_id, idx))
+    scale = torch.from_numpy(1.0 / (255.0 * STD)).view(1, 3, 1, 1)
+    shift = torch.from_numpy(MEAN / STD).view(1, 3, 1, 1)
+    x = torch.from_numpy(fs.read(video_id, idx)).permute(0, 3, 1, 2)
+    return x.to(torch.float32, memory_format=torch.contiguous_format).mul_(scale).sub_(shift)
 
 
 def read_back(paths: list[Path], folder: Path, repeats: int) -> dict:

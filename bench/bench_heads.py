@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from c4c import synth
+from c4c.choices import HEADS
 from c4c.stages import extract
 from c4c.stages.finetune import FinetuneConfig, run
 
 WORK = Path(__file__).resolve().parent / ".work" / "heads"
 RESULTS = Path(__file__).resolve().parent / "results"
-HEADS = ("meanP", "seqLSTM", "seqTransf", "tightTransf")
 
 
 def prepare(videos: int, seed: int, fps: float, shapes: tuple[str, ...], colours: tuple[str, ...]) -> tuple[Path, Path, Path]:

@@ -39,9 +39,10 @@ import sys
 import time
 from pathlib import Path
 
+from c4c.choices import HEADS
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SPEC_REFERENCE = {"meanP": 7.99, "seqLSTM": 7.17, "seqTransf": 7.74, "tightTransf": 7.83}
-HEADS = ("meanP", "seqLSTM", "seqTransf", "tightTransf")
 ARMS = ("reference", "c4c")
 ABLATIONS = ("host-memory", "last-block", "fused-adamw")
 

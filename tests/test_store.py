@@ -118,18 +118,6 @@ def test_store_survives_pickling_for_loader_workers(tmp_path):
     np.testing.assert_array_equal(clone.read("a"), fs.read("a"))
 
 
-def test_to_model_input_matches_the_reference_normalisation():
-    import torch
-
-    from c4c.video.transforms import CLIP_MEAN, CLIP_STD, to_model_input
-
-    frames = np.random.default_rng(1).integers(0, 256, (3, 5, 4, 3), dtype=np.uint8)
-    expected = (frames.astype(np.float64) / 255.0 - np.array(CLIP_MEAN)) / np.array(CLIP_STD)
-    got = to_model_input(frames)
-    assert got.shape == (3, 3, 5, 4) and got.dtype == torch.float32 and got.is_contiguous()
-    np.testing.assert_allclose(got.numpy(), expected.transpose(0, 3, 1, 2), atol=1e-5)
-
-
 def test_reading_scattered_frames_of_a_long_video(tmp_path):
     path, _ = _store_with(tmp_path, {"long": 60})
     expected = _sample(60).frames

@@ -6,12 +6,10 @@ import logging
 
 import numpy as np
 
+from c4c.choices import ORDERS, SAMPLINGS
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
-
-SAMPLINGS = ("head", "tail", "uniform")
-ORDERS = ("keep", "reverse", "shuffle")
 
 _EPS = 1e-3  # seconds; stored timestamps are float32 and sit at/after their sampling instant
 

@@ -27,12 +27,13 @@ import math
 
 import numpy as np
 
+from c4c import choices
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
 
-RERANKERS = ("none", "dsl", "qbnorm", "sinkhorn")
-"""Methods accepted by :func:`rerank`."""
+RERANKERS = ("none",) + choices.RERANKERS
+"""Methods accepted by :func:`rerank` (``none``: the scores as they are)."""
 
 TRANSDUCTIVE = frozenset({"dsl", "sinkhorn"})
 """Methods that use the whole test query set at once (label their results as transductive)."""

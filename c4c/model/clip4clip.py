@@ -14,13 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from c4c.choices import CLIP_MEAN, CLIP_STD, PATCHES
 from c4c.errors import C4CError
 from c4c.model.attention import use_direct_attention
 from c4c.model.heads import LOOSE, make_head
 from c4c.model.towers import image_class_features, text_eot_features
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
@@ -40,7 +39,7 @@ class CLIP4Clip(nn.Module):
 
     def __init__(self, clip, *, sim: str = "meanP", patch: str = "2d", temporal_layers: int = 4) -> None:
         super().__init__()
-        if patch not in ("2d", "3d"):
+        if patch not in PATCHES:
             raise C4CError(f"unknown --patch {patch!r}; choose 2d or 3d")
         self.clip = clip
         self.sim = sim
