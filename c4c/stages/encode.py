@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from c4c.atomic import write_json
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -186,11 +187,6 @@ def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> En
 
 
 def _write_summary(out: Path, cfg: EncodeConfig, videos: int, texts: int, sim: str, seconds: float) -> None:
-    import os
-
-    path = out.with_name(out.stem + ".encode.json")
     data = {"out": str(out), "videos": videos, "texts": texts, "sim": sim, "seconds": round(seconds, 2),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}}
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(out.with_name(out.stem + ".encode.json"), data)
