@@ -40,6 +40,7 @@ OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SAMPLINGS: tuple[str, ...] = get_args(Sampling)
 ORDERS: tuple[str, ...] = get_args(FrameOrder)
 SELECT_ON: tuple[str, ...] = get_args(SelectOn)
+CAPTION_SELECT_ON: tuple[str, ...] = get_args(CaptionSelectOn)
 MSRVTT_TRAIN: tuple[str, ...] = get_args(MsrvttTrain)
 DATASETS: tuple[str, ...] = get_args(ExtractDataset)
 RETRIEVAL_DATASETS: tuple[str, ...] = get_args(Dataset)
@@ -55,3 +56,6 @@ ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 # CLIP's image normalisation (open_clip's OPENAI_DATASET_MEAN / _STD), as plain numbers
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+# GNMT length-penalty exponent of caption beam search by default (a common default, e.g. tensor2tensor)
+DEFAULT_ALPHA = 0.6

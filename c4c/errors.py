@@ -29,3 +29,13 @@ class C4CError(Exception):
         if self.hint:
             text += f" ({self.hint})"
         return text
+
+
+class TrainingDiverged(C4CError):
+    """The training loss became NaN or infinite; the run stopped without saving that step."""
+
+
+def first_line(exc: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters (for one-line errors)."""
+    lines = str(exc).splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

@@ -16,8 +16,11 @@ from c4c import synth
 from c4c.data.text import EOT, SOT, CaptionTokenizer
 from c4c.errors import C4CError
 from c4c.model.backbone import build_clip
-from c4c.model.decoder import (CaptionModel, DecoderConfig, Hypothesis, IncrementalDecoder, beam_search,
-                               detokenize, length_penalty)
+from c4c.data.detokenize import detokenize
+from c4c.metrics.captions import load_captions_json
+from c4c.model.load import build_model, resolve_spec
+from c4c.model.beam import Hypothesis, beam_search, length_penalty
+from c4c.model.decoder import CaptionModel, DecoderConfig, IncrementalDecoder
 from c4c.stages import caption, extract
 from c4c.train import checkpoint
 
@@ -321,11 +324,11 @@ def test_detokenize_strips_markers_and_cleans_spaces():
 
 def test_a_caption_run_folder_has_config_metrics_checkpoints_and_best(trained_run):
     config = json.loads((trained_run / "config.json").read_text())
-    assert config["format"] == "c4c-caption-run" and config["format_version"] == 1
-    assert config["architecture"] == {"clip": "tiny", "sim": "seqTransf", "patch": "2d", "temporal_layers": 1,
-                                      "pretrained": "none", "quick_gelu": True,
-                                      "decoder": {"layers": 1, "heads": 0, "mlp_ratio": 4.0, "dropout": 0.1,
-                                                  "max_positions": 77}}
+    assert config["format"] == "c4c-run" and config["format_version"] == 1 and config["task"] == "caption"
+    assert config["model"] == {"clip": "tiny", "sim": "seqTransf", "patch": "2d", "temporal_layers": 1,
+                               "pretrained": "none", "activation": "quickgelu", "clip_fp16": False,
+                               "decoder": {"layers": 1, "heads": 0, "mlp_ratio": 4.0, "dropout": 0.1,
+                                           "max_positions": 77}}
     lines = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [x for x in lines if x["event"] == "step"]
     epoch = [x for x in lines if x["event"] == "epoch"][0]
@@ -374,9 +377,9 @@ def finetune_run(synth_frames, tmp_path_factory) -> Path:
 
 def test_init_from_a_finetune_run_loads_its_encoder_and_head(synth_frames, finetune_run, tmp_path):
     cfg = _cfg(synth_frames, tmp_path / "run", init=finetune_run, clip=None, sim=None, temporal_layers=None)
-    arch = caption.resolve_architecture(cfg)
-    assert (arch["clip"], arch["sim"], arch["temporal_layers"]) == ("tiny", "seqTransf", 1)
-    model, _ = caption.build_captioner(arch, init=finetune_run)
+    spec = resolve_spec(cfg, decoder=caption.decoder_config(cfg))
+    assert (spec.clip, spec.sim, spec.temporal_layers) == ("tiny", "seqTransf", 1)
+    model, _, _ = build_model(spec, init=finetune_run)
     trained = checkpoint.load_model_state(checkpoint.latest(finetune_run))
     mine = model.state_dict()
     assert set(trained) == {k for k in mine if not k.startswith("decoder.")}
@@ -387,7 +390,7 @@ def test_init_from_a_finetune_run_loads_its_encoder_and_head(synth_frames, finet
 def test_init_with_another_head_is_a_clear_error(synth_frames, finetune_run, tmp_path):
     cfg = _cfg(synth_frames, tmp_path / "run", init=finetune_run, sim="meanP")
     with pytest.raises(C4CError, match="does not fit"):
-        caption.build_captioner(caption.resolve_architecture(cfg), init=finetune_run)
+        build_model(resolve_spec(cfg, decoder=caption.decoder_config(cfg)), init=finetune_run)
 
 
 def test_a_non_empty_run_folder_needs_resume(synth_frames, tmp_path):
@@ -411,7 +414,7 @@ def test_generate_captions_a_split_and_writes_the_meta_file(synth_frames, traine
     result = caption.run(caption.GenerateConfig(run=trained_run, frames=frames, out=out, dataset="jsonl", ann=ann,
                                                 split="test", beam=3, max_len=6, batch_size=4, workers=0))
     test_ids = {json.loads(x)["video_id"] for x in ann.read_text().splitlines() if json.loads(x)["split"] == "test"}
-    captions = caption.read_captions(out)
+    captions = load_captions_json(out)
     assert set(captions) == test_ids and captions == result.captions
     assert all(isinstance(c, str) for c in captions.values())
     meta = json.loads((tmp_path / "captions.meta.json").read_text())
@@ -449,35 +452,26 @@ def test_generate_needs_dataset_and_ann_together(synth_frames, trained_run, tmp_
                                            workers=0))
 
 
-def test_read_captions_rejects_what_is_not_a_caption_mapping(tmp_path):
+def test_reading_captions_rejects_what_is_not_a_caption_mapping(tmp_path):
     bad = tmp_path / "c.json"
     bad.write_text(json.dumps({"v1": ["not", "a", "string"]}))
-    with pytest.raises(C4CError, match="strings"):
-        caption.read_captions(bad)
+    with pytest.raises(C4CError, match="not a string"):
+        load_captions_json(bad)
     bad.write_text(json.dumps(["a list"]))
-    with pytest.raises(C4CError, match="JSON object"):
-        caption.read_captions(bad)
+    with pytest.raises(C4CError, match="not an object"):
+        load_captions_json(bad)
     bad.write_text(json.dumps({"v1": "a caption"}))
     (tmp_path / "c.meta.json").write_text(json.dumps({"format": "c4c-captions", "format_version": 99}))
     with pytest.raises(C4CError, match="newer"):
-        caption.read_captions(bad)
+        load_captions_json(bad)
 
 
 # ------------------------------------------------------------------------------------------------
 # the CLI
 
 def _app():
-    import typer
+    from c4c.cli.app import app
 
-    from c4c.commands.caption import register
-
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """c4c (test app)."""
-
-    register(app)
     return app
 
 

@@ -155,7 +155,7 @@ def test_synth_cli_makes_a_howto_corpus(tmp_path, capsys):
     assert (tmp_path / "h" / "caption.json").is_file() and (tmp_path / "h" / "HowTo100M_v1.csv").is_file()
     with pytest.raises(SystemExit) as exit_info:
         main(["synth", str(tmp_path / "k"), "--kind", "movies"])
-    assert exit_info.value.code == 2 and "unknown --kind" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "'--kind'" in capsys.readouterr().err
 
 
 # --- merging ASR fragments into clips --------------------------------------------------------------
@@ -368,14 +368,10 @@ def test_a_non_empty_run_folder_needs_resume_and_bad_options_are_user_errors(how
 
 
 def test_the_pretrain_command_runs_and_prints_a_summary(howto, howto_frames, tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from c4c.commands.pretrain import register
+    from c4c.cli.app import app
 
-    app = typer.Typer()
-    register(app)
-    app.command("noop")(lambda: None)  # a second command keeps `pretrain` a subcommand
     args = ["pretrain", "--ann", str(howto), "--frames", str(howto_frames), "--out", str(tmp_path / "run"),
             "--clip", "tiny", "--pretrained", "none", "--steps", "2", "--batch-size", "4", "--workers", "0", "-q"]
     result = CliRunner().invoke(app, args)

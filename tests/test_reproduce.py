@@ -125,12 +125,12 @@ def _command(stage: str):
     import typer
     import typer.main
 
-    from c4c import cli
-    from c4c.commands import caption, pretrain, retrieval
+    from c4c.cli import data_cmds, retrieval_cmds, train_cmds
 
-    fn = {"extract": cli.extract_cmd, "finetune": cli.finetune_cmd, "encode": retrieval.encode_cmd,
-          "evaluate": retrieval.evaluate_cmd, "pretrain": pretrain.pretrain_cmd,
-          "caption-train": caption.train_cmd, "caption-generate": caption.generate_cmd}[stage]
+    fn = {"extract": data_cmds.extract_cmd, "finetune": train_cmds.finetune_cmd, "encode": retrieval_cmds.encode_cmd,
+          "evaluate": retrieval_cmds.evaluate_cmd, "pretrain": train_cmds.pretrain_cmd,
+          "caption-train": train_cmds.caption_train_cmd,
+          "caption-generate": retrieval_cmds.caption_generate_cmd}[stage]
     app = typer.Typer()
     app.command()(fn)
     return typer.main.get_command(app)

@@ -1,11 +1,16 @@
-"""`python -m c4c.mini --out DIR`: run the six experiments and write DIR/report.md and DIR/results.json."""
+"""`python -m c4c.mini --out DIR`: run the six experiments and write DIR/report.md and DIR/results.json.
 
-from __future__ import annotations
+The experiments live in :mod:`c4c.mini` (an application on top of the library); this is only its
+command line, which shares the console, progress and error handling of `c4c`.
+"""
 
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from c4c.cli import options as opt
+from c4c.cli import ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=False)
 
@@ -33,7 +38,7 @@ def mini(
                                                   "2 post-pretraining, 3 heads, 4 patch, 5 sampling, 6 lr)."),
     threads: int = typer.Option(0, help="torch CPU threads (0: 1 on machines with 2 cores or fewer, else half "
                                         "the cores)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: opt.Quiet = False,
 ) -> None:
     """Answer the CLIP4Clip paper's empirical questions on synthetic data, on a CPU.
 
@@ -52,17 +57,16 @@ def mini(
     """
     import time
 
-    from c4c.cli import _console, _progress, _setup_logging
     from c4c.mini import experiments
 
-    _setup_logging(quiet=True)
+    ui.setup_logging(quiet=True)
     only_numbers = _parse_only(only)
     if quick:
         cfg = experiments.quick_config(out, seeds=seeds, only=only_numbers, threads=threads)
     else:
         cfg = experiments.MiniConfig(out=out, seeds=seeds, only=only_numbers, threads=threads)
     t0 = time.perf_counter()
-    with _progress(quiet, "runs") as progress:
+    with ui.progress(quiet, "runs") as progress:
         overall = progress.add_task("data", total=None)
         training = progress.add_task("", total=None, visible=False)
         state = {"label": ""}
@@ -90,7 +94,7 @@ def mini(
                 progress.advance(training)
 
         summary = experiments.run(cfg, on_event=on_event)
-    console = _console()
+    console = ui.console()
     from rich.table import Table
 
     table = Table(title=f"c4c mini ({summary['seeds']} seed(s), chance R@1 {summary['chance_R@1']:.1f})")
@@ -104,28 +108,7 @@ def mini(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the command; user errors become one line on stderr and exit status 2 (as in `c4c`)."""
-    import sys
+    """Run the command with the error handling of `c4c` (user errors: one line, exit 2)."""
+    from c4c.cli.app import run_app
 
-    from c4c.cli import _console
-    from c4c.errors import C4CError
-
-    try:
-        app(args=argv, standalone_mode=False)
-    except C4CError as exc:
-        _console(stderr=True).print(f"[bold red]error:[/] {exc.render()}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        _console(stderr=True).print("interrupted; finished results were kept (rerun to continue)")
-        sys.exit(130)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-
-
-if __name__ == "__main__":
-    main()
+    run_app(app, argv, prog_name="python -m c4c.mini")

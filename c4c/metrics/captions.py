@@ -275,6 +275,16 @@ def load_captions_json(path: str | Path) -> dict[str, str]:
     if bad:
         raise C4CError(f"caption of video {bad[0]!r} is a {type(data[bad[0]]).__name__}, not a string"
                        + (f" ({len(bad)} such videos)" if len(bad) > 1 else ""), path=path, hint=shape_hint)
+    meta = path.with_name((path.name[:-len(".json")] if path.name.endswith(".json") else path.name) + ".meta.json")
+    if meta.is_file():
+        try:
+            info = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise C4CError(f"unreadable captions meta file: {exc}", path=meta) from None
+        if not isinstance(info, dict) or info.get("format") != "c4c-captions":
+            raise C4CError("not a captions meta file (no format \"c4c-captions\")", path=meta)
+        if int(info.get("format_version", 0)) > 1:
+            raise C4CError("captions written by a newer c4c", path=meta, hint="upgrade c4c")
     return dict(data)
 
 

@@ -1,96 +1,158 @@
-"""Load a trained retrieval run (from `c4c finetune` or `c4c pretrain`) for inference.
+"""Build a model from its spec, and load a trained run (finetune, pretrain or caption) for use.
 
-A run folder holds ``config.json`` (how the model was built) and checkpoints (see
-``c4c.train.checkpoint``). The backbone is rebuilt without pretrained weights (nothing is downloaded)
-and every weight comes from the checkpoint, so this works offline.
+:func:`build_model` is the one way c4c makes a CLIP4Clip (or captioner): from pretrained CLIP weights,
+or from the weights of another run (``init``). :func:`load_run` rebuilds a run's model from its
+config.json and loads a checkpoint; the backbone is rebuilt without pretrained weights (nothing is
+downloaded), so this works offline.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from c4c.errors import C4CError
+from c4c.run_folder import ModelSpec, RunFolder
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_CHOICES = ("best", "latest")
-_REQUIRED_KEYS = ("sim", "clip")
+DEFAULTS = {"clip": "ViT-B-32", "sim": "meanP", "patch": "2d", "temporal_layers": 4}
 
 
 @dataclass
 class LoadedRun:
-    """A retrieval model ready for inference and the facts about it that downstream files record."""
+    """A model ready for inference and the facts about it that downstream files record."""
 
-    model: object                 # CLIP4Clip in eval mode
+    model: object                 # CLIP4Clip (or CaptionModel) in eval mode
     config: dict                  # the run's config.json
     run_dir: Path
     checkpoint: Path              # the checkpoint folder the weights came from
+    spec: ModelSpec | None = None
+
+
+def resolve_spec(settings, decoder: dict | None = None) -> ModelSpec:
+    """The model to build for a stage's :class:`~c4c.train.settings.ModelSettings`: explicit values,
+    else the ``init`` run's, else :data:`DEFAULTS`. With ``init`` the weights come from that run, and
+    so does the activation."""
+    base: ModelSpec | None = None
+    if settings.init is not None:
+        init = RunFolder(Path(settings.init))
+        if not init.path.is_dir():
+            raise C4CError("--init run folder not found", path=init.path)
+        base = init.model_spec() if init.is_run() else None
+    values = {}
+    for key, default in DEFAULTS.items():
+        explicit = getattr(settings, key)
+        values[key] = explicit if explicit is not None else (getattr(base, key) if base else default)
+    activation = settings.activation
+    if base is not None and activation == "auto":
+        activation = base.activation
+    return ModelSpec(clip=str(values["clip"]), pretrained="none" if settings.init is not None else settings.pretrained,
+                     activation=activation, clip_fp16=settings.clip_fp16, sim=str(values["sim"]),
+                     patch=str(values["patch"]), temporal_layers=int(values["temporal_layers"]), decoder=decoder)
+
+
+def build_model(spec: ModelSpec, device: str = "cpu", init: Path | None = None):
+    """``(model, BackboneInfo, spec with the activation resolved)``; ``init``: a run or checkpoint folder
+    whose weights are loaded (CLIP and head; a caption decoder too when the shapes match)."""
+    from c4c.model.backbone import build_clip, set_activation, uses_quick_gelu
+    from c4c.model.clip4clip import CLIP4Clip
+
+    clip, info = build_clip(spec.clip, spec.pretrained, fp16_weights=spec.clip_fp16)
+    if spec.activation in ("quickgelu", "gelu"):
+        set_activation(clip, spec.activation == "quickgelu")
+    info = replace(info, quick_gelu=uses_quick_gelu(clip))
+    spec = replace(spec, activation="quickgelu" if info.quick_gelu else "gelu")
+    if spec.decoder is not None:
+        from c4c.model.decoder import CaptionModel, DecoderConfig
+
+        model = CaptionModel(clip, sim=spec.sim, patch=spec.patch, temporal_layers=spec.temporal_layers,
+                             decoder=DecoderConfig(**spec.decoder))
+    else:
+        model = CLIP4Clip(clip, sim=spec.sim, patch=spec.patch, temporal_layers=spec.temporal_layers)
+    if init is not None:
+        _load_init(model, Path(init), spec)
+    return model.to(device), info, spec
+
+
+def _init_checkpoint(init: Path) -> Path:
+    from c4c.train import checkpoint
+
+    folder = RunFolder(init)
+    if folder.is_run() or folder.latest_path.exists() or folder.best_dir.exists():
+        return folder.checkpoint("best")
+    return checkpoint.resolve(init)  # a checkpoint folder itself
+
+
+def _load_init(model, init: Path, spec: ModelSpec) -> None:
+    """Load another run's weights: missing head weights keep their fresh init, missing CLIP weights or
+    weights the model has no place for are an error; a 2-D run's patch seeds a 3-D patch."""
+    from c4c.train import checkpoint
+
+    folder = _init_checkpoint(init)
+    state = checkpoint.load_model_state(folder)
+    decoder_state = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
+    encoder_state = {k: v for k, v in state.items() if not k.startswith("decoder.")}
+    hint = "use the --clip, --sim, --patch and --temporal-layers of that run"
+    try:
+        missing, unexpected = model.load_state_dict(encoder_state, strict=False)
+    except RuntimeError as exc:
+        raise C4CError(f"--init weights do not fit: {str(exc).splitlines()[0]}", path=folder, hint=hint) from None
+    if spec.patch == "3d" and "clip.visual.conv2.weight" in missing:
+        from c4c.model.clip4clip import make_patch3d
+
+        model.clip.visual.conv2 = make_patch3d(model.clip.visual.conv1)
+        missing = [k for k in missing if not k.startswith("clip.visual.conv2.")]
+    missing = [k for k in missing if not k.startswith("decoder.")]
+    clip_missing = [k for k in missing if k.startswith("clip.")]
+    if clip_missing or unexpected:
+        raise C4CError(f"--init checkpoint does not fit: {len(clip_missing)} CLIP weights missing "
+                       f"(e.g. {clip_missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})",
+                       path=folder, hint=hint)
+    loaded_decoder = False
+    if decoder_state and getattr(model, "decoder", None) is not None:
+        try:
+            model.decoder.load_state_dict(decoder_state)
+            loaded_decoder = True
+        except RuntimeError:
+            raise C4CError("the --init run's caption decoder has another shape", path=folder,
+                           hint="use its --decoder-layers and --decoder-heads") from None
+    log.info("initialised from %s (%d head weights keep their fresh init%s)", folder, len(missing),
+             "; decoder loaded" if loaded_decoder else "")
 
 
 def read_run_config(run_dir: Path) -> dict:
-    """The run's ``config.json``, checked for the keys needed to rebuild its model."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise C4CError("not a c4c run folder (config.json missing)", path=run_dir,
-                       hint="pass the --out folder of `c4c finetune` or `c4c pretrain`")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise C4CError(f"unreadable run config: {exc}", path=path) from None
-    if not isinstance(config, dict) or any(k not in config for k in _REQUIRED_KEYS):
-        raise C4CError(f"run config lacks {', '.join(_REQUIRED_KEYS)}", path=path)
-    return config
+    """The run's config.json, checked (see :class:`c4c.run_folder.RunFolder`)."""
+    return RunFolder(Path(run_dir)).read_config()
 
 
 def checkpoint_folder(run_dir: Path, which: str = "best") -> Path:
-    """``best`` (falls back to the latest checkpoint when the run kept no best/), ``latest``, or a path."""
-    from c4c.train import checkpoint
-
-    run_dir = Path(run_dir)
-    if which not in CHECKPOINT_CHOICES:
-        folder = Path(which)
-        if not folder.is_absolute() and not folder.exists():
-            folder = run_dir / which
-        return checkpoint.resolve(folder)
-    if which == "best":
-        try:
-            return checkpoint.resolve(run_dir / "best")
-        except C4CError:
-            pass
-    folder = checkpoint.latest(run_dir)
-    if folder is None:
-        raise C4CError("the run has no checkpoint yet", path=run_dir,
-                       hint="train it first, or point --checkpoint at a checkpoint folder")
-    return checkpoint.resolve(folder)
+    """``best`` (falls back to the newest checkpoint), ``latest``, or a checkpoint folder."""
+    return RunFolder(Path(run_dir)).checkpoint(which)
 
 
 def load_run(run_dir: Path, *, device: str = "cpu", which: str = "best") -> LoadedRun:
-    """Rebuild a run's CLIP4Clip from its config and load the weights of ``which`` checkpoint."""
-    from c4c.model.backbone import build_clip, run_quick_gelu, set_activation
-    from c4c.model.clip4clip import CLIP4Clip
+    """Rebuild a run's model from its config and load the weights of ``which`` checkpoint."""
     from c4c.train import checkpoint
 
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    folder = checkpoint_folder(run_dir, which)
-    clip, _ = build_clip(config["clip"], "none", fp16_weights=bool(config.get("clip_fp16", False)))
-    quick_gelu = run_quick_gelu(config)
-    if quick_gelu is not None:
-        set_activation(clip, quick_gelu)  # OpenAI-initialised runs use QuickGELU, which no weight records
-    model = CLIP4Clip(clip, sim=config["sim"], patch=config.get("patch", "2d"),
-                      temporal_layers=int(config.get("temporal_layers", 4)))
-    state = checkpoint.load_model_state(folder)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    folder = RunFolder(Path(run_dir))
+    config = folder.read_config()
+    spec = folder.model_spec()
+    ckpt = folder.checkpoint(which)
+    model, _, spec = build_model(replace(spec, pretrained="none"), "cpu")
+    state = checkpoint.load_model_state(ckpt)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise C4CError(f"checkpoint does not fit the run's config.json: {str(exc).splitlines()[0]}",
+                       path=ckpt) from None
     if missing or unexpected:
         raise C4CError(f"checkpoint does not fit the run's model: {len(missing)} weights missing "
-                       f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})",
-                       path=folder)
+                       f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})", path=ckpt)
     model.to(device).eval()
-    log.info("loaded %s (%s, %s) from %s", run_dir, config["clip"], config["sim"], folder)
-    return LoadedRun(model=model, config=config, run_dir=run_dir, checkpoint=folder)
+    log.info("loaded %s (%s, %s) from %s", folder.path, spec.clip, spec.sim, ckpt)
+    return LoadedRun(model=model, config=config, run_dir=folder.path, checkpoint=ckpt, spec=spec)
 
 
 def resolve_device(device: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from c4c import __version__
 from c4c.atomic import write_json
-from c4c.errors import C4CError
+from c4c.errors import C4CError, first_line
 
 FORMAT = "c4c-checkpoint"
 FORMAT_VERSION = 1
@@ -121,7 +121,12 @@ def load_model_state(folder: Path) -> dict:
     """The model weights of a checkpoint (safetensors: no code is ever unpickled)."""
     from safetensors.torch import load_file
 
-    return load_file(str(resolve(folder) / "model.safetensors"))
+    path = resolve(folder) / "model.safetensors"
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error type (truncated, garbage header, ...)
+        raise C4CError(f"unreadable weights ({type(exc).__name__}: {first_line(exc)})", path=path,
+                       hint="the file is damaged; resume from another checkpoint or retrain") from None
 
 
 def load_train_state(folder: Path) -> dict:
@@ -131,7 +136,14 @@ def load_train_state(folder: Path) -> dict:
     path = resolve(folder) / "train_state.pt"
     if not path.is_file():
         raise C4CError("checkpoint has no training state (it cannot be resumed)", path=path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # garbage, truncation, or a pickle that wants to run code (refused)
+        raise C4CError(f"unreadable training state ({type(exc).__name__}: {first_line(exc)})",
+                       path=path, hint="only files written by c4c load; resume from another checkpoint") from None
+    if not isinstance(state, dict) or not {"optimizer", "scheduler", "loop"} <= set(state):
+        raise C4CError("not a c4c training state", path=path)
+    return state
 
 
 def write_latest(run_dir: Path, folder: Path, meta: dict) -> None:
@@ -140,11 +152,9 @@ def write_latest(run_dir: Path, folder: Path, meta: dict) -> None:
 
 def latest(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of a run, or None."""
-    pointer = Path(run_dir) / "latest.json"
-    if not pointer.is_file():
-        return None
-    name = json.loads(pointer.read_text())["checkpoint"]
-    return Path(run_dir) / "checkpoints" / name
+    from c4c.run_folder import RunFolder
+
+    return RunFolder(Path(run_dir)).latest()
 
 
 def prune(run_dir: Path, keep: int) -> None:

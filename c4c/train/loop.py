@@ -1,4 +1,4 @@
-"""The one training loop shared by finetune (and later pretrain and caption).
+"""The one training loop shared by finetune, pretrain and caption train.
 
 It owns: epochs and the resumable sampler, AMP, gradient clipping, the optimiser and scheduler
 steps, ``metrics.jsonl``, checkpoints (every N steps and at each epoch end), ``best/`` on the
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from c4c.errors import C4CError
+from c4c.errors import C4CError, TrainingDiverged
 from c4c.train import checkpoint
 from c4c.train.distributed import DistInfo, all_reduce_mean, barrier
 from c4c.train.host_memory import keep_freed_memory
@@ -89,7 +89,7 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
             with sync:
                 with amp_ctx:
                     loss = wrapped(mb["text_ids"], mb["video"], mb["video_mask"]) / accum
-                _backward(loss, scaler)
+                backward(loss, scaler)
             total += float(loss.detach())
         return total
     # gradient caching
@@ -107,7 +107,7 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
     mask_all = torch.cat([mb["video_mask"] for mb in micro])
     with amp_ctx:
         loss = model.loss_from_features(t_all, v_all, mask_all)
-    _backward(loss, scaler)  # with fp16 the cached gradients carry the loss scale, as they should
+    backward(loss, scaler)  # with fp16 the cached gradients carry the loss scale, as they should
     grads_t = t_all.grad.split(texts[0].shape[0])
     grads_v = v_all.grad.split(videos[0].shape[0])
     no_sync = wrapped.no_sync() if dist_info.distributed else contextlib.nullcontext()
@@ -127,7 +127,8 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
     return float(loss.detach())
 
 
-def _backward(loss: torch.Tensor, scaler) -> None:
+def backward(loss: torch.Tensor, scaler) -> None:
+    """``loss.backward()``, through the fp16 grad scaler when it is on."""
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
     else:
@@ -220,6 +221,11 @@ class Trainer:
 
         cfg = self.config
         steps_per_epoch = len(self.sampler) // self.local_batch
+        if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
+            if self.state.step == 0 and checkpoint.latest(self.run_dir) is None:
+                self.save()  # --max-steps 0: the starting weights, resumable like any checkpoint
+                barrier()
+            return self.state
         done = False
         while self.state.epoch < cfg.epochs and not done:
             epoch = self.state.epoch
@@ -242,7 +248,7 @@ class Trainer:
                                     dist_info=self.dist)
                 if not math.isfinite(all_reduce_mean(loss)):
                     last = checkpoint.latest(self.run_dir)
-                    raise C4CError(f"the loss became {loss} at step {self.state.step + 1} (epoch {epoch}); "
+                    raise TrainingDiverged(f"the loss became {loss} at step {self.state.step + 1} (epoch {epoch}); "
                                    f"stopped without saving. Last good checkpoint: {last or 'none yet'}",
                                    hint="lower --lr, or try --amp none")
                 if self.scaler.is_enabled():

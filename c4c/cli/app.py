@@ -1,0 +1,83 @@
+"""The typer app, its command groups, and `main`: user errors and usage errors become one clear
+message and an exit status, never a traceback."""
+
+import sys
+
+import typer
+
+from c4c.cli import ui
+from c4c.errors import C4CError
+
+app = typer.Typer(
+    name="c4c",
+    help="CLIP4Clip as a toolkit: turn videos into frames, train and evaluate CLIP-based video-text "
+         "retrieval and captioning, and search your own videos.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+caption_app = typer.Typer(name="caption", no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
+                          help="Video captioning: train a caption decoder on CLIP4Clip's video encoder, then "
+                               "caption videos (an annotated split or every video of a frame store).")
+
+
+def _register() -> None:
+    from c4c.cli import data_cmds, retrieval_cmds, train_cmds
+
+    data_cmds.register(app)
+    train_cmds.register(app, caption_app)
+    retrieval_cmds.register(app, caption_app)
+    app.add_typer(caption_app, name="caption")
+
+
+_register()
+
+
+def _usage_error_types() -> tuple[type, ...]:
+    """The usage-error base classes in play: typer's bundled click's, and click's own when installed."""
+    found = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
+    try:
+        import click
+
+        found.append(click.exceptions.ClickException)
+    except ImportError:  # pragma: no cover - typer without a separate click
+        pass
+    return tuple(found)
+
+
+def _abort_types() -> tuple[type, ...]:
+    found = [typer.Abort]
+    try:
+        import click
+
+        found.append(click.exceptions.Abort)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(found)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `c4c`."""
+    run_app(app, argv, prog_name="c4c")
+
+
+def run_app(typer_app: typer.Typer, argv: list[str] | None, prog_name: str) -> None:
+    """Run a typer app. A user error (bad input, missing file) prints one line and exits 2; a usage
+    error prints click's usage message and exits 2; Ctrl-C exits 130."""
+    try:
+        code = typer_app(args=argv, standalone_mode=False, prog_name=prog_name)
+    except C4CError as exc:
+        ui.console(stderr=True).print(f"[bold red]error:[/] {exc.render()}", highlight=False, soft_wrap=True,
+                                      markup=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        ui.console(stderr=True).print("interrupted; finished work was kept")
+        sys.exit(130)
+    except _usage_error_types() as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except _abort_types():
+        ui.console(stderr=True).print("aborted")
+        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -1,0 +1,196 @@
+"""`c4c synth` and `c4c extract`: make videos, and turn videos into stored frames."""
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from c4c import choices
+from c4c.cli import options as opt
+from c4c.cli import ui
+from c4c.errors import C4CError
+
+
+def synth_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write videos/*.mp4, annotations.jsonl and synth.json into.")],
+    kind: Annotated[choices.SynthKind, typer.Option(
+        help="retrieval (short captioned clips) or howto (long videos with timed ASR-like captions in the "
+             "HowTo100M files caption.json and HowTo100M_v1.csv, for `c4c pretrain`).")] = "retrieval",
+    videos: Annotated[int, typer.Option("--videos", "-n", help="Number of videos.")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same dataset.")] = 0,
+    duration: Annotated[Optional[float], typer.Option(
+        help="Seconds of motion per video [default: 4]; with --kind howto the longest video [default: 60; "
+             "lengths are drawn from a third of it up to it].")] = None,
+    fps: Annotated[int, typer.Option(help="Frame rate of the generated files.")] = 10,
+    width: Annotated[int, typer.Option(help="Frame width in pixels (even).")] = 128,
+    height: Annotated[int, typer.Option(help="Frame height in pixels (even).")] = 96,
+    shapes: Annotated[str, typer.Option(help="Comma-separated shapes to use.")] = "circle,square,triangle",
+    colours: Annotated[str, typer.Option(help="Comma-separated colours to use.")] = "red,green,blue,yellow,white,magenta",
+    quiet: opt.Quiet = False,
+) -> None:
+    """Generate a small captioned video dataset of moving coloured shapes (deterministic from --seed).
+
+    Captions name shape, colour and motion; some name the ORDER of two motions ("a red circle moves
+    left then up") and come with a time-reversed twin, so a model that ignores frame order cannot
+    separate them. Writes the generic JSONL annotation format (see data/README.md).
+
+    --kind howto writes a HowTo100M-like corpus of the same shapes, colours and motions instead:
+    long videos of several actions, narrated in short timed ASR-style fragments, in caption.json
+    and HowTo100M_v1.csv (some videos in other categories than Food and Entertaining).
+
+    Examples:
+
+        c4c synth data/synth --videos 48 --seed 1
+
+        c4c synth data/howto --kind howto --videos 60 --duration 40 --fps 4 --width 64 --height 48
+
+        c4c synth /tmp/big --videos 8 --width 1280 --height 720 --duration 20
+
+        c4c synth /tmp/motion --videos 400 --shapes circle --colours red   # only motion tells captions apart
+    """
+    from c4c import synth
+
+    ui.setup_logging(quiet)
+    common = dict(out_dir=out_dir, videos=videos, seed=seed, fps=fps, width=width, height=height,
+                  shapes=tuple(s.strip() for s in shapes.split(",")), colours=tuple(c.strip() for c in colours.split(",")))
+    if kind == "howto":
+        config, make = synth.HowToConfig(duration=60.0 if duration is None else duration, **common), synth.run_howto
+    else:
+        config, make = synth.SynthConfig(duration=4.0 if duration is None else duration, **common), synth.run
+    with ui.progress(quiet, "videos") as bar:
+        task = bar.add_task("synth", total=videos)
+        result = make(config, on_video=lambda done, total: bar.update(task, completed=done))
+    ui.print_table("c4c synth", [("videos", result.videos), ("captions", result.captions),
+                                 *[(f"{k} videos", v) for k, v in result.splits.items()],
+                                 ("annotations", str(result.annotations)), ("seconds", f"{result.seconds:.1f}")])
+
+
+def extract_cmd(
+    source: Annotated[Optional[Path], typer.Argument(
+        help="A folder of videos, or an annotation file or folder (with --dataset and --videos).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="The HDF5 frame store to write (FRAMES.h5), or a folder with --shards.")] = None,
+    videos: Annotated[Optional[Path], typer.Option(help="Folder of the videos named by the annotations.")] = None,
+    dataset: Annotated[Optional[choices.ExtractDataset], typer.Option(help="Annotation format of SOURCE.")] = None,
+    fps: Annotated[float, typer.Option(help="Frames sampled per second of video time (the paper uses 1).")] = 1.0,
+    size: Annotated[int, typer.Option(help="Short side resized to this (bicubic), then centre crop size x size.")] = 224,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Videos decoded at once (ffmpeg processes).")] = 2,
+    codec: Annotated[choices.Codec, typer.Option(
+        help="Frame storage: jpeg (about 6x smaller; see bench/README.md) or raw uint8.")] = "jpeg",
+    jpeg_quality: Annotated[int, typer.Option(help="JPEG quality (1-100) with --codec jpeg.")] = 95,
+    ffmpeg_threads: Annotated[int, typer.Option(help="Decoder threads per ffmpeg process; 0 = ffmpeg's own choice.")] = 0,
+    commit_every: Annotated[int, typer.Option(
+        help="Also merge finished videos into OUT after this many (0: at the end; finished videos are kept in "
+             "OUT.parts/ until then, so a killed run loses none).")] = 0,
+    batch: Annotated[int, typer.Option(
+        help="Up to this many small files (< 256 kB) decoded by one ffmpeg process; 1 = never.")] = 8,
+    shards: Annotated[int, typer.Option(
+        help="Write a shard set: OUT is a folder of this many HDF5 files plus manifest.json (for large corpora; "
+             "0 = one file). Resuming an existing set needs no --shards.")] = 0,
+    shard_index: Annotated[Optional[str], typer.Option(
+        help="Only extract these shards, e.g. 3, 0-7 or 0,4,8-11 (one machine's share; run the other shards "
+             "elsewhere into the same folder).")] = None,
+    write_manifest: Annotated[Optional[Path], typer.Option(
+        help="Write the manifest.json of the shard set in this folder from its shard files, then stop (after "
+             "extracting on several machines).")] = None,
+    legacy_index: Annotated[Optional[Path], typer.Option("--index", hidden=True)] = None,
+    msrvtt_train: opt.MsrvttTrain = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Decode videos with ffmpeg and store frames sampled at --fps, resized and centre-cropped, in HDF5.
+
+    Re-running resumes: videos already in the store are skipped. Killing the run loses no finished
+    video. Bad videos (corrupt, truncated, empty, audio-only, missing) do not stop the batch: they
+    are listed with their reason in OUT's .failed.tsv, and the exit status is 1.
+
+    With --shards S, OUT is a folder of S files frames-KKKKK-of-SSSSS.h5 (video v goes to shard
+    sha1(v) mod S) and a manifest.json that every c4c command reading frames accepts as --frames.
+    Several machines can fill one set at once, each with its own --shard-index.
+
+    Examples:
+
+        c4c extract my_videos/ --out my_frames.h5
+
+        c4c extract data/msrvtt/msrvtt_data --dataset msrvtt --videos data/msrvtt/videos --out data/msrvtt/frames.h5 -j 8
+
+        c4c extract data/synth/annotations.jsonl --dataset jsonl --videos data/synth/videos --out frames.h5 --codec raw
+
+        c4c extract data/howto100m --dataset howto100m --videos data/howto100m/videos --out data/howto100m/frames --shards 400 -j 16
+
+        c4c extract data/howto100m --dataset howto100m --videos /mnt/videos --out /shared/frames --shards 400 --shard-index 0-99
+
+        c4c extract --write-manifest /shared/frames      # once every machine is done
+    """
+    from c4c.stages import extract
+    from c4c.stages.pairs import dataset_options
+
+    ui.setup_logging(quiet)
+    if legacy_index is not None:
+        ui.warn("--index DIR is now --write-manifest DIR")
+        write_manifest = write_manifest or legacy_index
+    if write_manifest is not None:
+        if source is not None or out is not None:
+            raise C4CError("--write-manifest DIR only writes the manifest of DIR: give no SOURCE or --out with it")
+        manifest = extract.index_shards(write_manifest)
+        ui.print_table("c4c extract --write-manifest", [("manifest", str(manifest))])
+        return
+    if source is None or out is None:
+        raise C4CError("give SOURCE and --out (or --write-manifest DIR to write a shard set's manifest)")
+    config = extract.ExtractConfig(source=source, out=out, videos_dir=videos, dataset=dataset,
+                                   dataset_options=dataset_options(dataset, msrvtt_train), fps=fps, size=size,
+                                   codec=codec, jpeg_quality=jpeg_quality, workers=workers,
+                                   ffmpeg_threads=ffmpeg_threads, commit_every=commit_every, batch=batch,
+                                   shards=shards,
+                                   shard_index=None if shard_index is None else extract.parse_shard_index(shard_index))
+    log = logging.getLogger("c4c.extract")
+    with ui.progress(quiet, "videos") as bar:
+        task = None
+
+        def on_start(pending: int, skipped: int) -> None:
+            nonlocal task
+            task = bar.add_task("extract", total=pending)
+            if skipped:
+                log.info("%d videos already in %s: skipped", skipped, out)
+
+        def on_video(outcome) -> None:
+            if task is not None:
+                bar.advance(task)
+            if not outcome.ok:
+                log.warning("failed %s: %s", outcome.path or outcome.video_id, outcome.reason)
+            elif not quiet and bar.disable:
+                log.info("done %s (%d frames)", outcome.video_id, outcome.frames)
+
+        result = extract.run(config, on_start=on_start, on_video=on_video)
+    rows = [("videos done", result.done), ("videos skipped", result.skipped),
+            ("videos failed", len(result.failed)), ("frames", result.frames),
+            ("bytes", f"{result.bytes:,}"), ("seconds", f"{result.seconds:.1f}"),
+            ("output", str(result.out)), ("summary", str(result.summary_json))]
+    if result.shards:
+        rows.append(("shards worked on", len(result.shards)))
+        rows.append(("manifest", str(result.manifest) if result.manifest else
+                     "not yet (other shards missing or running; `c4c extract --write-manifest` writes it)"))
+    if result.with_decode_errors:
+        rows.append(("decoded with errors", len(result.with_decode_errors)))
+    ui.print_table("c4c extract", rows)
+    if result.failed:
+        _print_failures(result)
+        raise typer.Exit(code=1)
+
+
+def _print_failures(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"failed videos (also in {result.failed_tsv})")
+    table.add_column("video_id")
+    table.add_column("reason")
+    for f in result.failed[:50]:
+        table.add_row(f.video_id, f.reason)
+    if len(result.failed) > 50:
+        table.add_row("...", f"{len(result.failed) - 50} more")
+    ui.console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("synth")(synth_cmd)
+    app.command("extract")(extract_cmd)

@@ -1,0 +1,207 @@
+"""Option types shared by the commands: one name, one meaning, one help text, everywhere.
+
+Choices are ``Literal`` types from :mod:`c4c.choices`, so ``--help`` lists them and a bad value is a
+usage error before anything runs. Options that mirror a stage config's field take their default from
+that field (:func:`with_settings`), so a default is written once, in the config.
+"""
+
+import inspect
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Annotated, Callable, List, Optional
+
+import typer
+
+from c4c import choices
+from c4c.errors import C4CError
+
+MODEL = "Model"
+OPTIM = "Optimiser"
+LOOP = "Training loop"
+CLIPS = "Clips"
+DATA = "Data"
+
+# --- options every command that has them shares --------------------------------------------------
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors: no progress bar, no info lines.")]
+Device = Annotated[str, typer.Option(help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N.")]
+Amp = Annotated[choices.Amp, typer.Option(help="Autocast precision: auto (bf16 on GPU, none on CPU), bf16, fp16 or none.")]
+Workers = Annotated[int, typer.Option("--workers", "-j", help="Worker processes reading the input "
+                                                              "(0: read in the main process).")]
+DatasetOpt = Annotated[Optional[choices.Dataset], typer.Option("--dataset", help="Annotation format (see data/README.md).")]
+Ann = Annotated[Optional[Path], typer.Option(help="Annotation file or folder (with --dataset; see data/README.md).")]
+Frames = Annotated[Path, typer.Option(help="Frame store from `c4c extract`: FRAMES.h5, or a shard-set folder.")]
+SplitOpt = Annotated[choices.Split, typer.Option(help="Split of the annotations: train, val or test.")]
+MsrvttTrain = Annotated[Optional[choices.MsrvttTrain], typer.Option(
+    help="MSR-VTT training split: 9k, 7k or full (the 6,513/497/2,990 captioning split) "
+         "[default: 9k for retrieval, full for captioning].")]
+Checkpoint = Annotated[str, typer.Option(help="Weights of the run: best (falls back to the newest), latest, "
+                                              "or a checkpoint folder.")]
+SkipMissing = Annotated[bool, typer.Option(help="Drop annotated videos that are not in the frame store "
+                                                "(counted in the log) instead of stopping.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Where to write.")]
+
+# --- training options, by config field -----------------------------------------------------------
+TRAINING: dict[str, object] = {
+    "sim": Annotated[Optional[choices.Sim], typer.Option(
+        help="Similarity head [default: the --init run's, else meanP].", rich_help_panel=MODEL)],
+    "clip": Annotated[Optional[str], typer.Option(
+        help="open_clip model name, 'tiny', or a JSON model config [default: the --init run's, else ViT-B-32].",
+        rich_help_panel=MODEL)],
+    "pretrained": Annotated[str, typer.Option(
+        help="open_clip pretrained tag, a local weights file, or 'none' (ignored with --init).", rich_help_panel=MODEL)],
+    "activation": Annotated[choices.Activation, typer.Option(
+        help="CLIP's activation: auto (QuickGELU for OpenAI weights), quickgelu or gelu.", rich_help_panel=MODEL)],
+    "init": Annotated[Optional[Path], typer.Option(
+        help="Start from another c4c run (its best/ or newest checkpoint); unset --clip/--sim/--patch/"
+             "--temporal-layers follow that run.", rich_help_panel=MODEL)],
+    "clip_fp16": Annotated[bool, typer.Option(
+        help="Store CLIP weights in fp16 as the reference does (GPU; slow on CPU).", rich_help_panel=MODEL)],
+    "patch": Annotated[Optional[choices.Patch], typer.Option(
+        help="Linear patch: 2d, or 3d (Conv3d over 3 frames, initialised from 2d) [default: the --init run's, else 2d].",
+        rich_help_panel=MODEL)],
+    "temporal_layers": Annotated[Optional[int], typer.Option(
+        help="Layers of the seqTransf / tightTransf transformer [default: the --init run's, else 4].",
+        rich_help_panel=MODEL)],
+    "freeze_layers": Annotated[int, typer.Option(
+        help="Freeze CLIP's embeddings and blocks below N (-1: train all).", rich_help_panel=MODEL)],
+    "lr": Annotated[float, typer.Option(help="Learning rate of new parameters.", rich_help_panel=OPTIM)],
+    "coef_lr": Annotated[float, typer.Option(help="CLIP parameters learn at lr x coef-lr.", rich_help_panel=OPTIM)],
+    "weight_decay": Annotated[float, typer.Option(help="Decoupled weight decay (not on biases and norms).",
+                                                  rich_help_panel=OPTIM)],
+    "warmup": Annotated[float, typer.Option(help="Warm-up as a fraction of all steps.", rich_help_panel=OPTIM)],
+    "schedule": Annotated[choices.Schedule, typer.Option(
+        help="Learning-rate schedule (the reference-* ones reproduce the paper's code).", rich_help_panel=OPTIM)],
+    "optimizer": Annotated[choices.Optimizer, typer.Option(
+        help="adamw, or bertadam (the reference's Adam without bias correction, per-tensor clip 1.0).",
+        rich_help_panel=OPTIM)],
+    "grad_clip": Annotated[float, typer.Option(help="Clip the global gradient norm to this (0: off).",
+                                               rich_help_panel=OPTIM)],
+    "epochs": Annotated[int, typer.Option(help="Passes over the training items.", rich_help_panel=LOOP)],
+    "batch_size": Annotated[int, typer.Option(help="Global batch, all processes together (the contrastive batch).",
+                                              rich_help_panel=LOOP)],
+    "grad_accum": Annotated[int, typer.Option(
+        help="Micro-batches per optimiser step (less memory); the loose heads' contrastive batch stays "
+             "--batch-size.", rich_help_panel=LOOP)],
+    "amp": Annotated[choices.Amp, typer.Option(
+        help="Autocast precision: auto (bf16 on GPU, none on CPU), bf16, fp16 or none.", rich_help_panel=LOOP)],
+    "seed": Annotated[int, typer.Option(help="Seed of every random choice (same seed, same run).", rich_help_panel=LOOP)],
+    "workers": Annotated[int, typer.Option("--workers", "-j", help="Data-loader processes (0: load in the main "
+                                                                   "process).", rich_help_panel=LOOP)],
+    "device": Annotated[str, typer.Option(help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N.",
+                                          rich_help_panel=LOOP)],
+    "skip_missing": Annotated[bool, typer.Option(
+        help="Drop annotated videos that are not in the frame store (counted in the log) instead of stopping.",
+        rich_help_panel=DATA)],
+    "resume": Annotated[bool, typer.Option(
+        help="Continue the run in --out where it stopped, with its saved settings.", rich_help_panel=LOOP)],
+    "save_every": Annotated[int, typer.Option(help="Also checkpoint every N optimiser steps (0: epoch ends only).",
+                                              rich_help_panel=LOOP)],
+    "keep_checkpoints": Annotated[int, typer.Option(help="Step checkpoints kept (the newest).", rich_help_panel=LOOP)],
+    "log_every": Annotated[int, typer.Option(help="Optimiser steps between metrics.jsonl lines.", rich_help_panel=LOOP)],
+    "max_steps": Annotated[Optional[int], typer.Option(
+        help="Stop after N optimiser steps (smoke runs; 0 saves the starting weights); --resume continues.",
+        rich_help_panel=LOOP)],
+    "max_words": Annotated[int, typer.Option(help="CLIP tokens per caption, SOT and EOT included.",
+                                             rich_help_panel=CLIPS)],
+    "max_frames": Annotated[int, typer.Option(help="Frames per clip (the paper: 12; 64 for ActivityNet, DiDeMo).",
+                                              rich_help_panel=CLIPS)],
+    "sampling": Annotated[choices.Sampling, typer.Option(help="Which frames a longer video keeps: head, tail or "
+                                                              "uniform.", rich_help_panel=CLIPS)],
+    "fps": Annotated[Optional[float], typer.Option(help="Thin the stored frames to this rate [default: as stored].",
+                                                   rich_help_panel=CLIPS)],
+    "train_order": Annotated[choices.FrameOrder, typer.Option(help="Frame order in training: keep, reverse or "
+                                                                   "shuffle (ablations).", rich_help_panel=CLIPS)],
+    "expand_sentences": Annotated[bool, typer.Option(
+        help="One training item per caption (else one random caption per video).", rich_help_panel=DATA)],
+    "val_from_train": Annotated[Optional[str], typer.Option(
+        help="Hold out this part of the training videos as the val split for selection, e.g. 5% or 500 "
+             "(deterministic; for datasets without a clean val split).", rich_help_panel=DATA)],
+    "allow_overlap": Annotated[bool, typer.Option(
+        help="Train even when videos of the training split are also in the test split.", rich_help_panel=DATA)],
+    "eval_batch_size": Annotated[int, typer.Option(help="Clips per batch when evaluating.", rich_help_panel=LOOP)],
+}
+
+MODEL_OPTIONS = ("sim", "clip", "pretrained", "activation", "init", "clip_fp16", "patch", "temporal_layers",
+                 "freeze_layers")
+OPTIM_OPTIONS = ("lr", "coef_lr", "weight_decay", "warmup", "schedule", "optimizer", "grad_clip")
+LOOP_OPTIONS = ("batch_size", "grad_accum", "amp", "seed", "workers", "device", "skip_missing", "resume",
+                "save_every", "keep_checkpoints", "log_every", "max_steps")
+CLIP_OPTIONS = ("max_words", "max_frames", "sampling")
+PAIR_OPTIONS = ("epochs", "fps", "train_order", "expand_sentences", "val_from_train", "allow_overlap",
+                "eval_batch_size")
+SHARED_TRAINING = MODEL_OPTIONS + OPTIM_OPTIONS + LOOP_OPTIONS + CLIP_OPTIONS
+
+
+def with_settings(config_cls: type, names: tuple[str, ...]) -> Callable:
+    """Decorator: the command also takes the options ``names`` (types from :data:`TRAINING`, defaults
+    from ``config_cls``'s fields); their values arrive in the command's ``**settings``."""
+    defaults = {f.name: f.default for f in fields(config_cls)}
+
+    def decorate(func: Callable) -> Callable:
+        hints = typing.get_type_hints(func, include_extras=True)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+               for p in inspect.signature(func).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        taken = {p.name for p in own}
+        extra = []
+        for name in names:
+            if name in taken:
+                continue
+            default = defaults[name]
+            if default is MISSING:
+                raise TypeError(f"{config_cls.__name__}.{name} has no default to show")
+            extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                           annotation=TRAINING[name]))
+        func.__signature__ = inspect.Signature(own + extra)
+        func.__annotations__ = {p.name: p.annotation for p in own + extra}
+        return func
+
+    return decorate
+
+
+def choice_list(allowed: tuple[str, ...]) -> Callable:
+    """A typer callback that checks every value of a repeatable option against ``allowed``
+    (typer cannot take a list of a ``Literal``)."""
+
+    def check(values: List[str]) -> List[str]:
+        for value in values or []:
+            if value not in allowed:
+                raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, allowed))}.")
+        return values
+
+    return check
+
+
+def config_fields(config_cls: type, values: dict) -> dict:
+    """The entries of ``values`` that are fields of ``config_cls``."""
+    names = {f.name for f in fields(config_cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def parse_params(pairs: List[str], option: str, *, nested: bool = False) -> dict:
+    """``NAME=VALUE`` pairs (``METHOD.NAME=VALUE`` when ``nested``) with numeric values, as a dict.
+
+    ``--param nprobe=32`` -> ``{"nprobe": 32}``; ``--rerank-param dsl.temperature=1`` ->
+    ``{"dsl": {"temperature": 1}}``. Whole numbers become ints."""
+    example = "dsl.temperature=1" if nested else "nprobe=32"
+    params: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if nested:
+            method, dot, name = key.partition(".")
+        else:
+            method, dot, name = "", ".", key
+        if not sep or not dot or not name or (nested and not method):
+            raise C4CError(f"{option} {pair!r}: write {'METHOD.' if nested else ''}NAME=VALUE, e.g. {example}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise C4CError(f"{option} {pair!r}: the value must be a number") from None
+        number = int(number) if number.is_integer() else number
+        if nested:
+            params.setdefault(method, {})[name] = number
+        else:
+            params[name] = number
+    return params

@@ -1,0 +1,330 @@
+"""`c4c encode`, `c4c evaluate`, `c4c index`, `c4c search` and `c4c caption generate`: use a trained run."""
+
+import json
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from c4c import choices
+from c4c.cli import options as opt
+from c4c.cli import ui
+
+METRIC_COLUMNS = ("R@1", "R@5", "R@10", "R@50", "MdR", "MnR")
+RUN = Annotated[Path, typer.Option("--run", help="Run folder of `c4c finetune`, `c4c pretrain` or `c4c caption train`.")]
+
+
+def encode_cmd(
+    run: RUN,
+    frames: opt.Frames,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Embedding file to write (EMB.h5).")],
+    dataset: opt.DatasetOpt = None,
+    ann: opt.Ann = None,
+    split: opt.SplitOpt = "test",
+    msrvtt_train: opt.MsrvttTrain = None,
+    checkpoint: opt.Checkpoint = "best",
+    max_words: Annotated[Optional[int], typer.Option(help="CLIP tokens per caption [default: as the run was trained].")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Frames per clip [default: as the run was trained].")] = None,
+    sampling: Annotated[Optional[choices.Sampling], typer.Option(
+        help="Which frames a longer video keeps [default: as the run was trained].")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Thin stored frames to this rate [default: as the run].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts or videos per batch.")] = 64,
+    device: opt.Device = "auto",
+    amp: opt.Amp = "auto",
+    workers: opt.Workers = 2,
+    skip_missing: opt.SkipMissing = False,
+    overwrite: opt.Overwrite = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Encode texts and videos with a trained run into EMB.h5 (resumes if interrupted).
+
+    With --dataset/--ann: the captions and videos of one split, in evaluation order. Without: every
+    video of FRAMES.h5 (your own videos, for `c4c index` and `c4c search`).
+
+    Examples:
+
+        c4c encode --run runs/msrvtt-meanP --frames data/msrvtt/frames.h5 --dataset msrvtt --ann data/msrvtt/msrvtt_data --out runs/msrvtt-meanP/test.emb.h5
+
+        c4c encode --run runs/msrvtt-meanP --frames my_frames.h5 --out my_emb.h5
+    """
+    from c4c.stages import encode
+    from c4c.stages.pairs import dataset_options
+
+    ui.setup_logging(quiet)
+    cfg = encode.EncodeConfig(run=run, frames=frames, out=out, dataset=dataset, ann=ann, split=split,
+                              dataset_options=dataset_options(dataset, msrvtt_train), checkpoint=checkpoint,
+                              max_words=max_words, max_frames=max_frames, sampling=sampling, fps=fps,
+                              batch_size=batch_size, device=device, amp=amp, workers=workers,
+                              skip_missing=skip_missing, overwrite=overwrite)
+    with ui.progress(quiet, "items") as bar:
+        tasks: dict[str, int] = {}
+
+        def on_event(event: dict) -> None:
+            kind = event["event"]
+            if kind == "start":
+                if event["texts"]:
+                    tasks["texts"] = bar.add_task("texts", total=event["texts"], completed=event["texts_done"])
+                tasks["videos"] = bar.add_task("videos", total=event["videos"], completed=event["videos_done"])
+            elif kind in tasks:
+                bar.advance(tasks[kind], event["n"])
+
+        result = encode.run(cfg, on_event=on_event)
+    ui.print_table("c4c encode", [("output", str(result.out)), ("head", result.sim), ("videos", result.videos),
+                                  ("texts", result.texts), ("resumed", result.resumed),
+                                  ("seconds", f"{result.seconds:.1f}")])
+
+
+def _metrics_table(metrics: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("re-ranking")
+    table.add_column("direction")
+    for col in METRIC_COLUMNS:
+        table.add_column(col, justify="right")
+    rows = [("none", metrics)] + list(metrics.get("rerank", {}).items())
+    for name, result in rows:
+        label = name + (" (transductive)" if result.get("transductive") else "")
+        for direction in ("t2v", "v2t"):
+            m = result[direction]
+            table.add_row(label if direction == "t2v" else "", direction, *(f"{m[c]:.1f}" for c in METRIC_COLUMNS))
+    return table
+
+
+def _caption_metrics_table(scores: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in scores.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+    for key, reason in (scores.get("skipped") or {}).items():
+        table.add_row(key, f"skipped: {reason}")
+    return table
+
+
+def evaluate_cmd(
+    path: Annotated[Path, typer.Argument(help="EMB.h5 from `c4c encode`, or captions.json from `c4c caption generate`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Metrics JSON [default: next to PATH].")] = None,
+    rerank: Annotated[List[str], typer.Option(
+        help="Also report re-ranked metrics: dsl, qbnorm or sinkhorn (repeatable); raw metrics are always "
+             "reported.", callback=opt.choice_list(choices.RERANKERS))] = [],
+    bank: Annotated[Optional[Path], typer.Option(help="EMB.h5 of the training split (same run), for --rerank qbnorm.")] = None,
+    rerank_param: Annotated[List[str], typer.Option(
+        help="Re-ranking parameter METHOD.NAME=VALUE, e.g. dsl.temperature=1 (repeatable).")] = [],
+    run: Annotated[Optional[Path], typer.Option(help="tightTransf: the run folder [default: the one EMB.h5 names].")] = None,
+    device: opt.Device = "auto",
+    chunk: Annotated[int, typer.Option(help="Rows scored at once; memory is about chunk x N x 4 bytes.")] = 2048,
+    ties: Annotated[choices.Ties, typer.Option(help="Tie policy of the ranks.")] = "reference",
+    dataset: opt.DatasetOpt = None,
+    ann: opt.Ann = None,
+    split: opt.SplitOpt = "test",
+    msrvtt_train: opt.MsrvttTrain = None,
+    tokenize: Annotated[choices.CaptionTokenize, typer.Option(
+        help="Captions: ptb (Stanford PTB, Java), simple (pure Python) or none (white space, as UniVL).")] = "ptb",
+    allow_missing: Annotated[bool, typer.Option(help="Captions: score only the videos that have a caption.")] = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Score retrieval (EMB.h5) or captions (captions.json); print a table, write metrics JSON.
+
+    Retrieval: text-to-video and video-to-text R@1/5/10/50, MdR, MnR with the reference's
+    definitions (multi-sentence protocol when videos have several captions). --rerank adds re-ranked
+    rows: dsl and sinkhorn are transductive (they look at all test queries at once) and labelled so;
+    qbnorm uses a bank of training captions and works one query at a time.
+
+    Captions: BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap, PTB tokenizer) against every
+    reference caption of each video (--dataset/--ann name the references; MSR-VTT uses the
+    captioning split unless --msrvtt-train says otherwise).
+
+    Examples:
+
+        c4c evaluate runs/msrvtt-meanP/test.emb.h5
+
+        c4c evaluate test.emb.h5 --rerank dsl --rerank qbnorm --bank train.emb.h5
+
+        c4c evaluate runs/cap/captions.json --dataset msrvtt --ann data/msrvtt/msrvtt_data
+    """
+    ui.setup_logging(quiet)
+    if path.suffix.lower() == ".json":
+        from c4c.stages import score_captions
+        from c4c.stages.pairs import dataset_options
+
+        result = score_captions.run(score_captions.ScoreConfig(
+            captions=path, dataset=dataset, ann=ann, split=split, tokenize=tokenize, allow_missing=allow_missing,
+            dataset_options=dataset_options(dataset, msrvtt_train, task="caption"), out=out))
+        scores = result.scores
+        ui.console().print(_caption_metrics_table(scores, f"captions: {result.videos} videos ({split}), "
+                                                          f"{scores.get('tokenizer')} tokens, pycocoevalcap scale 0-1"))
+        for warning in scores.get("warnings") or []:
+            ui.warn(warning)
+        ui.console().print(f"metrics written to {result.out}")
+        return
+    from c4c.stages import evaluate
+
+    cfg = evaluate.EvaluateConfig(emb=path, out=out, rerank=list(rerank), bank=bank,
+                                  rerank_params=opt.parse_params(rerank_param, "--rerank-param", nested=True),
+                                  run=run, device=device, chunk=chunk, ties=ties)
+    with ui.progress(quiet, "pairs") as bar:
+        task = None
+
+        def on_event(event: dict) -> None:
+            nonlocal task
+            if event["event"] == "pairs":
+                task = bar.add_task("cross-encoder scores", total=event["total"])
+            elif event["event"] == "pairs_done" and task is not None:
+                bar.advance(task, event["n"])
+
+        result = evaluate.run(cfg, on_event=on_event)
+    m = result.metrics
+    title = f"{m['sim']} on {m.get('dataset') or 'data'} {m.get('split') or ''}: {m['texts']} texts x " \
+            f"{m['videos']} videos ({m['protocol']})"
+    ui.console().print(_metrics_table(m, title))
+    ui.console().print(f"metrics written to {result.out}")
+
+
+def index_cmd(
+    emb: Annotated[Path, typer.Argument(help="EMB.h5 from `c4c encode` (a meanP, seqLSTM or seqTransf run).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
+    kind: Annotated[choices.IndexKind, typer.Option(
+        help="flat (exact inner product), or an approximate kind for large collections (see data/README.md).")] = "flat",
+    param: Annotated[List[str], typer.Option(
+        help="Index parameter NAME=VALUE, e.g. nprobe=32 or ef_search=128 (repeatable).")] = [],
+    overwrite: opt.Overwrite = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Build a faiss index of the video embeddings in EMB.h5, for `c4c search`.
+
+    The index remembers the run that encoded the videos, so `c4c search` encodes queries with the
+    same text tower. With faiss-gpu and a GPU, flat and IVF indexes are searched on the GPU.
+
+    Examples:
+
+        c4c index my_emb.h5 --out my_index
+
+        c4c index big_emb.h5 --out big_index --kind hnsw --param ef_search=128
+    """
+    from c4c.stages import search
+
+    ui.setup_logging(quiet)
+    result = search.build(search.IndexConfig(emb=emb, out=out, kind=kind, params=opt.parse_params(param, "--param"),
+                                             overwrite=overwrite))
+    ui.print_table("c4c index", [("index", str(result.out)), ("kind", result.kind), ("videos", result.count),
+                                 ("dimension", result.dim), ("seconds", f"{result.seconds:.2f}")])
+
+
+def search_cmd(
+    index: Annotated[Path, typer.Argument(help="Index folder from `c4c index`.")],
+    queries: Annotated[List[str], typer.Argument(help="One or more text queries.")],
+    k: Annotated[int, typer.Option("-k", "--top", help="Videos returned per query.")] = 10,
+    run: Annotated[Optional[Path], typer.Option(help="Run whose text tower encodes the query [default: the index's].")] = None,
+    device: opt.Device = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Find the videos that best match a text query (cosine similarity of the run's embeddings).
+
+    Examples:
+
+        c4c search my_index "a man is cooking pasta" -k 5
+
+        c4c search my_index "a red circle moves left" "a dog runs" --json
+    """
+    from c4c.stages import search
+
+    ui.setup_logging(quiet or as_json)
+    searcher = search.TextSearcher(index, run=run, device=device)
+    results = searcher.search(list(queries), k)
+    if as_json:
+        payload = [{"query": q, "results": [{"rank": h.rank, "video_id": h.video_id, "score": round(h.score, 6)}
+                                            for h in hits]} for q, hits in zip(queries, results)]
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    for query, hits in zip(queries, results):
+        table = Table(title=f"\"{query}\"")
+        table.add_column("rank", justify="right")
+        table.add_column("video_id")
+        table.add_column("score", justify="right")
+        for h in hits:
+            table.add_row(str(h.rank), h.video_id, f"{h.score:.4f}")
+        ui.console().print(table)
+
+
+def caption_generate_cmd(
+    run: Annotated[Path, typer.Option("--run", help="Run folder of `c4c caption train`.")],
+    frames: opt.Frames,
+    out: Annotated[Path, typer.Option("--out", "-o", help="captions.json to write.")],
+    dataset: opt.DatasetOpt = None,
+    ann: Annotated[Optional[Path], typer.Option(
+        help="Annotation file or folder (leave out to caption every video in the frame store).")] = None,
+    split: opt.SplitOpt = "test",
+    msrvtt_train: opt.MsrvttTrain = None,
+    beam: Annotated[int, typer.Option(help="Beam size (1: greedy).")] = 5,
+    max_len: Annotated[int, typer.Option(help="Tokens generated at most (EOT included).")] = 20,
+    alpha: Annotated[float, typer.Option(
+        help="Length penalty exponent: score = log p / ((5 + len) / 6)^alpha (0: none).")] = choices.DEFAULT_ALPHA,
+    batch_size: Annotated[int, typer.Option(help="Videos decoded together (each with --beam rows).")] = 32,
+    checkpoint: opt.Checkpoint = "best",
+    amp: opt.Amp = "auto",
+    device: opt.Device = "auto",
+    workers: opt.Workers = 2,
+    skip_missing: opt.SkipMissing = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Caption videos with a trained caption run: beam search (or greedy with --beam 1), batched.
+
+    Writes OUT (a JSON object mapping each video_id to its caption) and OUT's .meta.json (run,
+    checkpoint, frames, beam, max_len, alpha, seconds). Without --dataset/--ann every video in
+    FRAMES.h5 is captioned, e.g. your own videos after `c4c extract my_videos/ --out my_frames.h5`.
+
+    Examples:
+
+        c4c caption generate --run runs/caption-msrvtt --frames data/msrvtt/frames.h5 --dataset msrvtt --ann data/msrvtt/msrvtt_data --split test --out captions.json
+
+        c4c caption generate --run runs/caption-msrvtt --frames my_frames.h5 --out my_captions.json
+
+        c4c caption generate --run runs/caption-synth --frames demo-out/frames.h5 --beam 1 --out greedy.json
+    """
+    from c4c.stages import caption
+    from c4c.stages.pairs import dataset_options
+
+    ui.setup_logging(quiet)
+    cfg = caption.GenerateConfig(run=run, frames=frames, out=out, dataset=dataset, ann=ann, split=split,
+                                 dataset_options=dataset_options(dataset, msrvtt_train, task="caption"), beam=beam,
+                                 max_len=max_len, alpha=alpha, batch_size=batch_size, checkpoint=checkpoint,
+                                 amp=amp, device=device, workers=workers, skip_missing=skip_missing)
+    with ui.progress(quiet, "videos") as bar:
+        state = {"task": None}
+
+        def on_event(event: dict) -> None:
+            if event["event"] == "start":
+                state["task"] = bar.add_task("caption", total=event["videos"])
+            elif event["event"] == "batch" and state["task"] is not None:
+                bar.update(state["task"], completed=event["done"])
+
+        result = caption.run(cfg, on_event=on_event)
+    if not quiet and result.captions:
+        from rich.table import Table
+
+        sample = Table(title=f"first captions (of {result.videos})")
+        sample.add_column("video_id")
+        sample.add_column("caption")
+        for vid, text in list(result.captions.items())[:5]:
+            sample.add_row(vid, text)
+        ui.console().print(sample)
+    ui.print_table("c4c caption generate", [
+        ("videos", result.videos), ("beam", beam), ("max len", max_len), ("alpha", alpha if beam > 1 else 0.0),
+        ("seconds", f"{result.seconds:.1f}"), ("captions/s", f"{result.captions_per_s:.2f}"),
+        ("checkpoint", str(result.checkpoint)), ("captions", str(result.out)), ("meta", str(result.meta))])
+
+
+def register(app: typer.Typer, caption_app: typer.Typer) -> None:
+    app.command("encode")(encode_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("index")(index_cmd)
+    app.command("search")(search_cmd)
+    caption_app.command("generate")(caption_generate_cmd)
+

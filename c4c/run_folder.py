@@ -1,0 +1,231 @@
+"""The run folder written by `c4c finetune`, `c4c pretrain` and `c4c caption train`: the one module
+that knows its layout.
+
+    RUN/config.json          format "c4c-run" v1: task, the model block (what to rebuild), every option
+    RUN/metrics.jsonl        one JSON object per logged step and per epoch
+    RUN/checkpoints/step-N/  model.safetensors + train_state.pt + meta.json (resumable)
+    RUN/latest.json          names the newest complete checkpoint
+    RUN/best/                the weights of the best epoch (finetune, caption)
+    RUN/results.json         the final summary
+
+Runs written before the format key existed (retrieval runs with flat keys, caption runs of format
+"c4c-caption-run" v1) still read: :meth:`RunFolder.model_spec` rebuilds their model block.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from c4c.atomic import write_json
+from c4c.errors import C4CError, first_line
+
+FORMAT = "c4c-run"
+FORMAT_VERSION = 1
+LEGACY_CAPTION_FORMAT = "c4c-caption-run"
+TASKS = ("retrieval", "pretrain", "caption")
+# files a start that died before its first checkpoint may leave; a fresh run may reuse such a folder
+_START_FILES = {"config.json", "metrics.jsonl", "checkpoints"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a run's model (weights come from a checkpoint or ``pretrained``)."""
+
+    clip: str = "ViT-B-32"                # open_clip model name, "tiny", or a JSON model config
+    pretrained: str = "openai"            # open_clip tag, weights file, or "none"
+    activation: str = "auto"              # quickgelu | gelu once resolved (auto: decided by the weights)
+    clip_fp16: bool = False               # CLIP weights stored in fp16, as the reference
+    sim: str = "meanP"                    # meanP | seqLSTM | seqTransf | tightTransf
+    patch: str = "2d"                     # 2d | 3d linear patch
+    temporal_layers: int = 4              # seqTransf / tightTransf depth
+    decoder: dict | None = None           # caption decoder (DecoderConfig fields); None: retrieval only
+
+    def as_dict(self) -> dict:
+        return {"clip": self.clip, "pretrained": self.pretrained, "activation": self.activation,
+                "clip_fp16": self.clip_fp16, "sim": self.sim, "patch": self.patch,
+                "temporal_layers": self.temporal_layers, "decoder": self.decoder}
+
+
+def read_json_object(path: Path, what: str = "JSON file") -> dict:
+    """A JSON object from ``path``; garbage, binary or a non-object is a one-line user error."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise C4CError(f"{what} not found", path=path) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise C4CError(f"unreadable {what}: {first_line(exc)}", path=path) from None
+    if not isinstance(data, dict):
+        raise C4CError(f"unreadable {what}: expected a JSON object", path=path)
+    return data
+
+
+@dataclass
+class RunFolder:
+    """A run folder: its paths, its config, its checkpoints and results."""
+
+    path: Path
+    _config: dict | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    # --- paths -----------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def latest_path(self) -> Path:
+        return self.path / "latest.json"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.path / "best"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def step_dir(self, step: int) -> Path:
+        return self.checkpoints_dir / f"step-{step:07d}"
+
+    # --- state -----------------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        return self.config_path.is_file()
+
+    def startable(self) -> bool:
+        """Whether a fresh run may start here: no folder, an empty one, or one a failed start left
+        (only c4c's start files and no complete checkpoint)."""
+        if not self.path.exists():
+            return True
+        if not self.path.is_dir():
+            raise C4CError("the run folder is a file", path=self.path, hint="choose another --out")
+        names = {p.name for p in self.path.iterdir()}
+        return not names or (names <= _START_FILES and self.latest() is None)
+
+    def check_fresh(self) -> None:
+        if not self.startable():
+            raise C4CError("run folder is not empty", path=self.path,
+                           hint="pass --resume to continue it, or choose a new --out")
+
+    # --- config ----------------------------------------------------------------------------------
+    def read_config(self) -> dict:
+        """config.json, checked: readable, an object, a known format and version."""
+        if self._config is not None:
+            return self._config
+        if not self.path.is_dir():
+            raise C4CError("run folder not found", path=self.path)
+        if not self.config_path.is_file():
+            raise C4CError("not a c4c run folder (config.json missing)", path=self.path,
+                           hint="pass the --out folder of `c4c finetune`, `c4c pretrain` or `c4c caption train`")
+        config = read_json_object(self.config_path, "run config")
+        fmt = config.get("format")
+        if fmt not in (None, FORMAT, LEGACY_CAPTION_FORMAT):
+            raise C4CError(f"not a c4c run config (format {fmt!r})", path=self.config_path)
+        if fmt == FORMAT and _version(config, self.config_path) > FORMAT_VERSION:
+            raise C4CError(f"run format version {config.get('format_version')} is newer than this c4c "
+                           f"understands ({FORMAT_VERSION})", path=self.config_path, hint="upgrade c4c")
+        if fmt is None and not all(k in config for k in ("sim", "clip")):
+            raise C4CError("run config lacks sim, clip", path=self.config_path)
+        self._config = config
+        return config
+
+    def write_config(self, config: dict) -> None:
+        write_json(self.config_path, config)
+        self._config = config
+
+    def task(self) -> str:
+        config = self.read_config()
+        if config.get("format") == LEGACY_CAPTION_FORMAT:
+            return "caption"
+        if "task" in config:
+            return str(config["task"])
+        return "pretrain" if config.get("stage") == "pretrain" else "retrieval"
+
+    def model_spec(self) -> ModelSpec:
+        """The model block of the run (rebuilt from the keys of runs older than the format)."""
+        config = self.read_config()
+        block = config.get("model") if config.get("format") == FORMAT else None
+        if isinstance(block, dict):
+            return ModelSpec(**{k: block[k] for k in ModelSpec.__dataclass_fields__ if k in block})
+        arch = config.get("architecture") if config.get("format") == LEGACY_CAPTION_FORMAT else None
+        source = arch if isinstance(arch, dict) else config
+        from c4c.model.backbone import run_quick_gelu
+
+        quick = run_quick_gelu(config)
+        return ModelSpec(clip=str(source["clip"]), pretrained="none",
+                         activation="auto" if quick is None else ("quickgelu" if quick else "gelu"),
+                         clip_fp16=bool(config.get("clip_fp16", False)), sim=str(source["sim"]),
+                         patch=str(source.get("patch", "2d")), temporal_layers=int(source.get("temporal_layers", 4)),
+                         decoder=source.get("decoder") if arch else None)
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint named by latest.json, or None when there is none yet."""
+        if not self.latest_path.exists():
+            return None
+        name = read_json_object(self.latest_path, "checkpoint pointer").get("checkpoint")
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+            raise C4CError("unreadable checkpoint pointer: no checkpoint name", path=self.latest_path)
+        return self.checkpoints_dir / name
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """``best`` (falls back to the newest checkpoint when the run kept no best/), ``latest``, or a
+        checkpoint folder (absolute, or relative to the run)."""
+        from c4c.train import checkpoint
+
+        if which not in ("best", "latest"):
+            folder = Path(which)
+            if not folder.is_absolute() and not folder.exists():
+                folder = self.path / which
+            return checkpoint.resolve(folder)
+        if which == "best":
+            try:
+                return checkpoint.resolve(self.best_dir)
+            except C4CError:
+                pass
+        folder = self.latest()
+        if folder is None:
+            raise C4CError("the run has no checkpoint yet (no best/ and no latest.json)", path=self.path,
+                           hint="train it first, or point --checkpoint at a checkpoint folder")
+        return checkpoint.resolve(folder)
+
+    # --- results ---------------------------------------------------------------------------------
+    def write_results(self, results: dict[str, Any]) -> None:
+        write_json(self.results_path, results)
+
+    def read_results(self) -> dict:
+        return read_json_object(self.results_path, "run results")
+
+    def history(self) -> list[dict]:
+        """Every record of metrics.jsonl (a torn last line, left by a kill, is skipped)."""
+        if not self.metrics_path.is_file():
+            return []
+        records = []
+        for line in self.metrics_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+
+def _version(config: dict, path: Path) -> int:
+    try:
+        return int(config.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise C4CError(f"bad format_version {config.get('format_version')!r}", path=path) from None

@@ -1,0 +1,95 @@
+"""The settings every training stage shares, declared once.
+
+`c4c finetune`, `c4c pretrain` and `c4c caption train` compose their configs from these groups
+(keyword-only dataclasses, so a stage config is still built flat: ``FinetuneConfig(lr=1e-3, ...)``);
+the command line builds its options from the same fields, so a default is written in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+@dataclass(kw_only=True)
+class ModelSettings:
+    """What model to build. Unset values follow the ``init`` run, else the defaults below."""
+
+    sim: str | None = None                # meanP | seqLSTM | seqTransf | tightTransf (default meanP)
+    clip: str | None = None               # open_clip model name, "tiny", or a JSON config (default ViT-B-32)
+    pretrained: str = "openai"            # open_clip tag, weights file, or "none" (ignored with init)
+    activation: str = "auto"              # auto | quickgelu | gelu: CLIP's activation for the weights
+    clip_fp16: bool = False               # store CLIP weights in fp16 like the reference (GPU; slow on CPU)
+    init: Path | None = None              # start from a c4c run (its best/ or newest checkpoint)
+    patch: str | None = None              # 2d | 3d linear patch embedding (default 2d)
+    temporal_layers: int | None = None    # seqTransf / tightTransf depth (default 4)
+    freeze_layers: int = 0                # reference freeze_layer_num (-1: train everything)
+
+
+@dataclass(kw_only=True)
+class OptimSettings:
+    """The optimiser and its schedule (the paper's fine-tuning values)."""
+
+    lr: float = 1e-4                      # new parameters
+    coef_lr: float = 1e-3                 # CLIP parameters get lr * coef_lr
+    weight_decay: float = 0.2
+    warmup: float = 0.1                   # warm-up fraction of all steps
+    schedule: str = "cosine"              # cosine | reference-cosine | reference-linear | constant
+    optimizer: str = "adamw"              # adamw | bertadam (the reference's Adam without bias correction)
+    grad_clip: float = 1.0                # global gradient-norm clipping (0: off)
+
+
+@dataclass(kw_only=True)
+class LoopSettings:
+    """How the loop runs: batch, precision, processes, checkpoints."""
+
+    batch_size: int = 128                 # global contrastive batch (all processes together)
+    grad_accum: int = 1                   # micro-batches per step; the contrastive batch stays batch_size
+    amp: str = "auto"                     # auto (bf16 on GPU, none on CPU) | bf16 | fp16 | none
+    seed: int = 42
+    workers: int = 2                      # data-loader processes
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    skip_missing: bool = False            # drop annotated videos missing from the frame store
+    resume: bool = False                  # continue the run in ``out``
+    save_every: int = 0                   # also checkpoint every N optimiser steps (0: epoch ends only)
+    keep_checkpoints: int = 2             # step checkpoints kept (the newest)
+    log_every: int = 10                   # optimiser steps between metrics.jsonl lines
+    max_steps: int | None = None          # stop after N optimiser steps (smoke runs); resumable
+
+
+@dataclass(kw_only=True)
+class ClipSettings:
+    """How a caption and a video become model input."""
+
+    max_words: int = 32                   # CLIP tokens per caption, SOT and EOT included
+    max_frames: int = 12                  # frames per clip (the paper: 12; 64 for ActivityNet/DiDeMo)
+    sampling: str = "uniform"             # head | tail | uniform: which frames of a longer video
+
+
+@dataclass(kw_only=True)
+class PairSettings:
+    """Training on (video, caption) pairs of an annotated dataset (finetune, caption train)."""
+
+    dataset: str                          # msrvtt | msvd | lsmdc | activitynet | didemo | jsonl
+    ann: Path                             # annotation file or folder
+    frames: Path                          # FRAMES.h5 (or a shard set) from `c4c extract`
+    out: Path                             # run folder
+    epochs: int = 5
+    fps: float | None = None              # thin stored frames to this rate (None: as stored)
+    train_order: str = "keep"             # keep | reverse | shuffle
+    expand_sentences: bool = True         # one item per caption (else one random caption per video)
+    paragraph: bool | None = None         # join captions into one paragraph (default: ActivityNet, DiDeMo)
+    dataset_options: dict | None = None   # reader options, e.g. {"msrvtt_train": "9k"}
+    val_from_train: str | None = None     # hold out this part of the training videos as val ("5%" or "N")
+    allow_overlap: bool = False           # train even when a training video is also a test video
+    eval_batch_size: int = 64
+
+
+# Options that may differ when a run is resumed: they change how it runs, not what it computes.
+MAY_CHANGE_ON_RESUME = frozenset({"resume", "workers", "device", "max_steps", "save_every", "keep_checkpoints",
+                                  "log_every", "eval_batch_size", "out", "ann", "frames", "init", "pretrained"})
+
+
+def field_names(*groups: type) -> list[str]:
+    """The field names of dataclass types, in declaration order."""
+    return [f.name for group in groups for f in fields(group)]
