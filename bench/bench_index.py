@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import json
 import logging
 import os
 import platform
@@ -52,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from c4c.atomic import write_json
 from c4c.search.index import KINDS, IndexSettings, VectorIndex, exact_topk, recall_at_k
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -248,10 +248,7 @@ def main() -> None:
           f"flat queries/s (batch of {args.queries} queries, {args.threads} threads)")
     default_name = "index.json" if args.data == "iid" else f"index-{args.data.replace(',', '+')}.json"
     out_path = args.out or RESULTS / default_name
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out_path)
+    write_json(out_path, results)
     print(f"written {out_path}")
 
 

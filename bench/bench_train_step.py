@@ -39,6 +39,7 @@ import sys
 import time
 from pathlib import Path
 
+from c4c.atomic import write_json
 from c4c.choices import HEADS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -258,9 +259,7 @@ def main() -> None:
     payload = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__},
                "rows": rows}
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(out, payload)
     print(f"written {out}")
 
 
