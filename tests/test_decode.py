@@ -7,9 +7,18 @@ import subprocess
 import numpy as np
 import pytest
 
-from c4c.video.decode import VideoError, decode_jpeg, sample_video
+from c4c.video.decode import VideoError, sample_video
 from c4c.video.ffmpeg_bin import ffmpeg_exe
 from conftest import brightness_video, encode_frames, lavfi_video
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 def _levels(frames: np.ndarray) -> list[int]:

@@ -289,7 +289,13 @@ def test_read_clip_reads_the_frames_chosen_from_the_timestamps(sharded):
 
 
 def test_jpeg_frames_decode_like_pillow_frame_by_frame(sharded):
-    from c4c.video.decode import decode_jpeg
+    import io
+
+    from PIL import Image
+
+    def decode_jpeg(row: np.ndarray) -> np.ndarray:
+        with Image.open(io.BytesIO(row.tobytes())) as img:
+            return np.asarray(img.convert("RGB"))
 
     fs = FrameStore(sharded)
     vid = fs.ids()[1]
