@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
+from c4c.atomic import write_json
 from c4c.errors import C4CError
 
 FORMAT = "c4c-reproduce"
@@ -303,10 +303,7 @@ def write_comparison(cfg: RowConfig, metrics_path: Path, rows: list[dict], out: 
     result = {"format": COMPARE_FORMAT, "format_version": 1, "row": cfg.name, "title": cfg.title,
               "config": str(cfg.path), "metrics": str(metrics_path), "paper_source": cfg.paper["source"],
               "notes": cfg.notes, "rows": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    write_json(out, result)
 
 
 def _fmt(value: float | None, metric: str) -> str:

@@ -15,12 +15,13 @@ Runs written before the format key existed (retrieval runs with flat keys, capti
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from c4c.atomic import write_json
-from c4c.errors import C4CError, first_line
+from c4c.errors import C4CError
+from c4c.jsonfile import read_json_object
 
 FORMAT = "c4c-run"
 FORMAT_VERSION = 1
@@ -49,54 +50,21 @@ class ModelSpec:
                 "temporal_layers": self.temporal_layers, "decoder": self.decoder}
 
 
-def read_json_object(path: Path, what: str = "JSON file") -> dict:
-    """A JSON object from ``path``; garbage, binary or a non-object is a one-line user error."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise C4CError(f"{what} not found", path=path) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise C4CError(f"unreadable {what}: {first_line(exc)}", path=path) from None
-    if not isinstance(data, dict):
-        raise C4CError(f"unreadable {what}: expected a JSON object", path=path)
-    return data
-
-
-@dataclass
 class RunFolder:
     """A run folder: its paths, its config, its checkpoints and results."""
 
-    path: Path
-    _config: dict | None = field(default=None, repr=False)
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.results_path = self.path / "results.json"
+        self.latest_path = self.path / "latest.json"
+        self.best_dir = self.path / "best"
+        self.checkpoints_dir = self.path / "checkpoints"
+        self._config: dict | None = None
 
-    def __post_init__(self) -> None:
-        self.path = Path(self.path)
-
-    # --- paths -----------------------------------------------------------------------------------
-    @property
-    def config_path(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def results_path(self) -> Path:
-        return self.path / "results.json"
-
-    @property
-    def latest_path(self) -> Path:
-        return self.path / "latest.json"
-
-    @property
-    def best_dir(self) -> Path:
-        return self.path / "best"
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.path / "checkpoints"
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
 
     def step_dir(self, step: int) -> Path:
         return self.checkpoints_dir / f"step-{step:07d}"
@@ -174,12 +142,9 @@ class RunFolder:
     # --- checkpoints -----------------------------------------------------------------------------
     def latest(self) -> Path | None:
         """The newest complete checkpoint named by latest.json, or None when there is none yet."""
-        if not self.latest_path.exists():
-            return None
-        name = read_json_object(self.latest_path, "checkpoint pointer").get("checkpoint")
-        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
-            raise C4CError("unreadable checkpoint pointer: no checkpoint name", path=self.latest_path)
-        return self.checkpoints_dir / name
+        from c4c.train import checkpoint
+
+        return checkpoint.latest(self.path)
 
     def checkpoint(self, which: str = "best") -> Path:
         """``best`` (falls back to the newest checkpoint when the run kept no best/), ``latest``, or a

@@ -43,84 +43,54 @@ Overwrite = Annotated[bool, typer.Option(help="Replace an existing output.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Where to write.")]
 
 # --- training options, by config field -----------------------------------------------------------
+def _opt(kind: object, help: str, panel: str, *decls: str) -> object:
+    return Annotated[kind, typer.Option(*decls, help=help, rich_help_panel=panel)]
+
+
+_FOLLOWS = "[default: the --init run's, else {}]"
 TRAINING: dict[str, object] = {
-    "sim": Annotated[Optional[choices.Sim], typer.Option(
-        help="Similarity head [default: the --init run's, else meanP].", rich_help_panel=MODEL)],
-    "clip": Annotated[Optional[str], typer.Option(
-        help="open_clip model name, 'tiny', or a JSON model config [default: the --init run's, else ViT-B-32].",
-        rich_help_panel=MODEL)],
-    "pretrained": Annotated[str, typer.Option(
-        help="open_clip pretrained tag, a local weights file, or 'none' (ignored with --init).", rich_help_panel=MODEL)],
-    "activation": Annotated[choices.Activation, typer.Option(
-        help="CLIP's activation: auto (QuickGELU for OpenAI weights), quickgelu or gelu.", rich_help_panel=MODEL)],
-    "init": Annotated[Optional[Path], typer.Option(
-        help="Start from another c4c run (its best/ or newest checkpoint); unset --clip/--sim/--patch/"
-             "--temporal-layers follow that run.", rich_help_panel=MODEL)],
-    "clip_fp16": Annotated[bool, typer.Option(
-        help="Store CLIP weights in fp16 as the reference does (GPU; slow on CPU).", rich_help_panel=MODEL)],
-    "patch": Annotated[Optional[choices.Patch], typer.Option(
-        help="Linear patch: 2d, or 3d (Conv3d over 3 frames, initialised from 2d) [default: the --init run's, else 2d].",
-        rich_help_panel=MODEL)],
-    "temporal_layers": Annotated[Optional[int], typer.Option(
-        help="Layers of the seqTransf / tightTransf transformer [default: the --init run's, else 4].",
-        rich_help_panel=MODEL)],
-    "freeze_layers": Annotated[int, typer.Option(
-        help="Freeze CLIP's embeddings and blocks below N (-1: train all).", rich_help_panel=MODEL)],
-    "lr": Annotated[float, typer.Option(help="Learning rate of new parameters.", rich_help_panel=OPTIM)],
-    "coef_lr": Annotated[float, typer.Option(help="CLIP parameters learn at lr x coef-lr.", rich_help_panel=OPTIM)],
-    "weight_decay": Annotated[float, typer.Option(help="Decoupled weight decay (not on biases and norms).",
-                                                  rich_help_panel=OPTIM)],
-    "warmup": Annotated[float, typer.Option(help="Warm-up as a fraction of all steps.", rich_help_panel=OPTIM)],
-    "schedule": Annotated[choices.Schedule, typer.Option(
-        help="Learning-rate schedule (the reference-* ones reproduce the paper's code).", rich_help_panel=OPTIM)],
-    "optimizer": Annotated[choices.Optimizer, typer.Option(
-        help="adamw, or bertadam (the reference's Adam without bias correction, per-tensor clip 1.0).",
-        rich_help_panel=OPTIM)],
-    "grad_clip": Annotated[float, typer.Option(help="Clip the global gradient norm to this (0: off).",
-                                               rich_help_panel=OPTIM)],
-    "epochs": Annotated[int, typer.Option(help="Passes over the training items.", rich_help_panel=LOOP)],
-    "batch_size": Annotated[int, typer.Option(help="Global batch, all processes together (the contrastive batch).",
-                                              rich_help_panel=LOOP)],
-    "grad_accum": Annotated[int, typer.Option(
-        help="Micro-batches per optimiser step (less memory); the loose heads' contrastive batch stays "
-             "--batch-size.", rich_help_panel=LOOP)],
-    "amp": Annotated[choices.Amp, typer.Option(
-        help="Autocast precision: auto (bf16 on GPU, none on CPU), bf16, fp16 or none.", rich_help_panel=LOOP)],
-    "seed": Annotated[int, typer.Option(help="Seed of every random choice (same seed, same run).", rich_help_panel=LOOP)],
-    "workers": Annotated[int, typer.Option("--workers", "-j", help="Data-loader processes (0: load in the main "
-                                                                   "process).", rich_help_panel=LOOP)],
-    "device": Annotated[str, typer.Option(help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N.",
-                                          rich_help_panel=LOOP)],
-    "skip_missing": Annotated[bool, typer.Option(
-        help="Drop annotated videos that are not in the frame store (counted in the log) instead of stopping.",
-        rich_help_panel=DATA)],
-    "resume": Annotated[bool, typer.Option(
-        help="Continue the run in --out where it stopped, with its saved settings.", rich_help_panel=LOOP)],
-    "save_every": Annotated[int, typer.Option(help="Also checkpoint every N optimiser steps (0: epoch ends only).",
-                                              rich_help_panel=LOOP)],
-    "keep_checkpoints": Annotated[int, typer.Option(help="Step checkpoints kept (the newest).", rich_help_panel=LOOP)],
-    "log_every": Annotated[int, typer.Option(help="Optimiser steps between metrics.jsonl lines.", rich_help_panel=LOOP)],
-    "max_steps": Annotated[Optional[int], typer.Option(
-        help="Stop after N optimiser steps (smoke runs; 0 saves the starting weights); --resume continues.",
-        rich_help_panel=LOOP)],
-    "max_words": Annotated[int, typer.Option(help="CLIP tokens per caption, SOT and EOT included.",
-                                             rich_help_panel=CLIPS)],
-    "max_frames": Annotated[int, typer.Option(help="Frames per clip (the paper: 12; 64 for ActivityNet, DiDeMo).",
-                                              rich_help_panel=CLIPS)],
-    "sampling": Annotated[choices.Sampling, typer.Option(help="Which frames a longer video keeps: head, tail or "
-                                                              "uniform.", rich_help_panel=CLIPS)],
-    "fps": Annotated[Optional[float], typer.Option(help="Thin the stored frames to this rate [default: as stored].",
-                                                   rich_help_panel=CLIPS)],
-    "train_order": Annotated[choices.FrameOrder, typer.Option(help="Frame order in training: keep, reverse or "
-                                                                   "shuffle (ablations).", rich_help_panel=CLIPS)],
-    "expand_sentences": Annotated[bool, typer.Option(
-        help="One training item per caption (else one random caption per video).", rich_help_panel=DATA)],
-    "val_from_train": Annotated[Optional[str], typer.Option(
-        help="Hold out this part of the training videos as the val split for selection, e.g. 5% or 500 "
-             "(deterministic; for datasets without a clean val split).", rich_help_panel=DATA)],
-    "allow_overlap": Annotated[bool, typer.Option(
-        help="Train even when videos of the training split are also in the test split.", rich_help_panel=DATA)],
-    "eval_batch_size": Annotated[int, typer.Option(help="Clips per batch when evaluating.", rich_help_panel=LOOP)],
+    "dataset": _opt(choices.Dataset, "Annotation format (see data/README.md).", DATA),
+    "ann": _opt(Path, "Annotation file or folder (see data/README.md).", DATA),
+    "frames": _opt(Path, "Frame store from `c4c extract`: FRAMES.h5, or a shard-set folder.", DATA),
+    "out": _opt(Path, "Run folder to write (or to continue with --resume).", DATA, "--out", "-o"),
+    "sim": _opt(Optional[choices.Sim], "Similarity head " + _FOLLOWS.format("meanP") + ".", MODEL),
+    "clip": _opt(Optional[str], "open_clip model name, 'tiny', or a JSON model config " + _FOLLOWS.format("ViT-B-32") + ".", MODEL),
+    "pretrained": _opt(str, "open_clip pretrained tag, a local weights file, or 'none' (ignored with --init).", MODEL),
+    "activation": _opt(choices.Activation, "CLIP's activation: auto (QuickGELU for OpenAI weights), quickgelu or gelu.", MODEL),
+    "init": _opt(Optional[Path], "Start from another c4c run (its best/ or newest checkpoint); unset --clip/--sim/--patch/--temporal-layers follow that run.", MODEL),
+    "clip_fp16": _opt(bool, "Store CLIP weights in fp16 as the reference does (GPU; slow on CPU).", MODEL),
+    "patch": _opt(Optional[choices.Patch], "Linear patch: 2d, or 3d (Conv3d over 3 frames, initialised from 2d) " + _FOLLOWS.format("2d") + ".", MODEL),
+    "temporal_layers": _opt(Optional[int], "Layers of the seqTransf / tightTransf transformer " + _FOLLOWS.format("4") + ".", MODEL),
+    "freeze_layers": _opt(int, "Freeze CLIP's embeddings and blocks below N (-1: train all).", MODEL),
+    "lr": _opt(float, "Learning rate of new parameters.", OPTIM),
+    "coef_lr": _opt(float, "CLIP parameters learn at lr x coef-lr.", OPTIM),
+    "weight_decay": _opt(float, "Decoupled weight decay (not on biases and norms).", OPTIM),
+    "warmup": _opt(float, "Warm-up as a fraction of all steps.", OPTIM),
+    "schedule": _opt(choices.Schedule, "Learning-rate schedule (the reference-* ones reproduce the paper's code).", OPTIM),
+    "optimizer": _opt(choices.Optimizer, "adamw, or bertadam (the reference's Adam without bias correction, per-tensor clip 1.0).", OPTIM),
+    "grad_clip": _opt(float, "Clip the global gradient norm to this (0: off).", OPTIM),
+    "epochs": _opt(int, "Passes over the training items.", LOOP),
+    "batch_size": _opt(int, "Global batch, all processes together (the contrastive batch).", LOOP),
+    "grad_accum": _opt(int, "Micro-batches per optimiser step (less memory); the loose heads' contrastive batch stays --batch-size.", LOOP),
+    "amp": Amp,
+    "seed": _opt(int, "Seed of every random choice (same seed, same run).", LOOP),
+    "workers": Workers,
+    "device": Device,
+    "skip_missing": SkipMissing,
+    "resume": _opt(bool, "Continue the run in --out where it stopped, with its saved settings.", LOOP),
+    "save_every": _opt(int, "Also checkpoint every N optimiser steps (0: epoch ends only).", LOOP),
+    "keep_checkpoints": _opt(int, "Step checkpoints kept (the newest).", LOOP),
+    "log_every": _opt(int, "Optimiser steps between metrics.jsonl lines.", LOOP),
+    "max_steps": _opt(Optional[int], "Stop after N optimiser steps (smoke runs; 0 saves the starting weights); --resume continues.", LOOP),
+    "eval_batch_size": _opt(int, "Clips per batch when evaluating.", LOOP),
+    "max_words": _opt(int, "CLIP tokens per caption, SOT and EOT included.", CLIPS),
+    "max_frames": _opt(int, "Frames per clip (the paper: 12; 64 for ActivityNet, DiDeMo).", CLIPS),
+    "sampling": _opt(choices.Sampling, "Which frames a longer video keeps: head, tail or uniform.", CLIPS),
+    "fps": _opt(Optional[float], "Thin the stored frames to this rate [default: as stored].", CLIPS),
+    "train_order": _opt(choices.FrameOrder, "Frame order in training: keep, reverse or shuffle (ablations).", CLIPS),
+    "expand_sentences": _opt(bool, "One training item per caption (else one random caption per video).", DATA),
+    "val_from_train": _opt(Optional[str], "Hold out this part of the training videos as the val split for selection, e.g. 5% or 500 (deterministic).", DATA),
+    "allow_overlap": _opt(bool, "Train even when videos of the training split are also in the test split.", DATA),
 }
 
 MODEL_OPTIONS = ("sim", "clip", "pretrained", "activation", "init", "clip_fp16", "patch", "temporal_layers",
@@ -129,7 +99,7 @@ OPTIM_OPTIONS = ("lr", "coef_lr", "weight_decay", "warmup", "schedule", "optimiz
 LOOP_OPTIONS = ("batch_size", "grad_accum", "amp", "seed", "workers", "device", "skip_missing", "resume",
                 "save_every", "keep_checkpoints", "log_every", "max_steps")
 CLIP_OPTIONS = ("max_words", "max_frames", "sampling")
-PAIR_OPTIONS = ("epochs", "fps", "train_order", "expand_sentences", "val_from_train", "allow_overlap",
+PAIR_OPTIONS = ("dataset", "ann", "frames", "out", "epochs", "fps", "train_order", "expand_sentences", "val_from_train", "allow_overlap",
                 "eval_batch_size")
 SHARED_TRAINING = MODEL_OPTIONS + OPTIM_OPTIONS + LOOP_OPTIONS + CLIP_OPTIONS
 
@@ -149,9 +119,8 @@ def with_settings(config_cls: type, names: tuple[str, ...]) -> Callable:
             if name in taken:
                 continue
             default = defaults[name]
-            if default is MISSING:
-                raise TypeError(f"{config_cls.__name__}.{name} has no default to show")
-            extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+            extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                           default=inspect.Parameter.empty if default is MISSING else default,
                                            annotation=TRAINING[name]))
         func.__signature__ = inspect.Signature(own + extra)
         func.__annotations__ = {p.name: p.annotation for p in own + extra}

@@ -17,8 +17,6 @@ from c4c.stages.finetune import FinetuneConfig
 from c4c.stages.pretrain import PretrainConfig
 
 RUN_OUT = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (or to continue with --resume).")]
-ANN = Annotated[Path, typer.Option(help="Annotation file or folder (see data/README.md).")]
-DATASET = Annotated[choices.Dataset, typer.Option(help="Annotation format (see data/README.md).")]
 
 
 def fill_from_saved_run(ctx: typer.Context, config_cls: type, values: dict) -> dict:
@@ -63,10 +61,6 @@ def _retrieval_rows(result) -> list:
 @opt.with_settings(FinetuneConfig, opt.SHARED_TRAINING + opt.PAIR_OPTIONS)
 def finetune_cmd(
     ctx: typer.Context,
-    dataset: DATASET,
-    ann: ANN,
-    frames: opt.Frames,
-    out: RUN_OUT,
     msrvtt_train: opt.MsrvttTrain = None,
     select_on: Annotated[choices.SelectOn, typer.Option(
         help="Model selection split: val, test (the reference's protocol: optimistic) or last.")] = "val",
@@ -94,8 +88,7 @@ def finetune_cmd(
 
     ui.setup_logging(quiet)
     values = fill_from_saved_run(ctx, FinetuneConfig, {
-        **settings, "dataset": dataset, "ann": ann, "frames": frames, "out": out, "select_on": select_on,
-        "dataset_options": dataset_options(dataset, msrvtt_train)})
+        **settings, "select_on": select_on, "dataset_options": dataset_options(settings["dataset"], msrvtt_train)})
     cfg = FinetuneConfig(**opt.config_fields(FinetuneConfig, values))
     _train(finetune.run, cfg, quiet, "c4c finetune", _retrieval_rows)
 
@@ -165,10 +158,6 @@ def pretrain_cmd(
 @opt.with_settings(CaptionTrainConfig, opt.SHARED_TRAINING + opt.PAIR_OPTIONS)
 def caption_train_cmd(
     ctx: typer.Context,
-    dataset: DATASET,
-    ann: ANN,
-    frames: opt.Frames,
-    out: RUN_OUT,
     msrvtt_train: opt.MsrvttTrain = None,
     retrieval_loss_weight: Annotated[float, typer.Option(
         help="W in loss = caption + W x retrieval (the paper's joint loss: 1); 0 trains the caption loss alone.")] = 1.0,
@@ -200,8 +189,8 @@ def caption_train_cmd(
 
     ui.setup_logging(quiet)
     values = fill_from_saved_run(ctx, CaptionTrainConfig, {
-        **settings, "dataset": dataset, "ann": ann, "frames": frames, "out": out, "select_on": select_on,
-        "dataset_options": dataset_options(dataset, msrvtt_train, task="caption"),
+        **settings, "select_on": select_on,
+        "dataset_options": dataset_options(settings["dataset"], msrvtt_train, task="caption"),
         "retrieval_loss_weight": retrieval_loss_weight, "decoder_layers": decoder_layers,
         "decoder_heads": decoder_heads, "decoder_dropout": decoder_dropout})
     cfg = CaptionTrainConfig(**opt.config_fields(CaptionTrainConfig, values))

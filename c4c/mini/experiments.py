@@ -40,7 +40,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from c4c.errors import C4CError
+from c4c.atomic import write_text
+from c4c.errors import C4CError, TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ SETTINGS_FORMAT = "c4c-mini"
 RESULT_FORMAT = "c4c-mini-result"
 RESULTS_FORMAT = "c4c-mini-results"
 TEST_FORMAT = "c4c-mini-test"
-DIVERGED = "the loss became"                     # how `c4c finetune` reports a non-finite loss
 VERSION = 1
 HEADS = ("meanP", "seqLSTM", "seqTransf", "tightTransf")
 SAMPLINGS = ("head", "tail", "uniform")
@@ -295,7 +295,7 @@ def prepare_data(cfg: MiniConfig, need_howto: bool, on_event: Event | None = Non
     if not data.image_ann.exists():
         text = "".join(json.dumps(line) + "\n"
                        for line in image_records(img / "synth.json", int(duration), cfg.image_positions))
-        _atomic_text(data.image_ann, text)
+        write_text(data.image_ann, text)
     data.image_frames = img / "frames.h5"
 
     if need_howto:
@@ -409,7 +409,7 @@ def finetune_run(cfg: MiniConfig, data: MiniData, arm: Arm, seed: int, on_event:
     run_dir = cfg.out / "runs" / run_name(arm, cfg, seed)
     marker = run_dir / "diverged.json"
     if marker.exists():  # a run that stopped on a non-finite loss stays stopped: same seed, same loss
-        raise C4CError(json.loads(marker.read_text(encoding="utf-8"))["problem"], path=run_dir)
+        raise TrainingDiverged(json.loads(marker.read_text(encoding="utf-8"))["problem"], path=run_dir)
     if not _fresh(run_dir):
         return run_dir
     try:
@@ -419,9 +419,8 @@ def finetune_run(cfg: MiniConfig, data: MiniData, arm: Arm, seed: int, on_event:
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr if arm.lr is None else arm.lr, coef_lr=1.0,
             warmup=0.05, freeze_layers=-1, max_frames=cfg.max_frames, sampling=arm.sampling, select_on="last",
             seed=seed, workers=0, log_every=1, keep_checkpoints=1), on_event=on_event)
-    except C4CError as exc:
-        if exc.problem.startswith(DIVERGED):
-            _atomic_text(marker, json.dumps({"problem": exc.problem}) + "\n")
+    except TrainingDiverged as exc:
+        write_text(marker, json.dumps({"problem": exc.problem}) + "\n")
         raise
     drop_training_state(run_dir)
     return run_dir
@@ -468,7 +467,7 @@ def evaluate_run(run_dir: Path, data: MiniData, clip: tuple[int, str] | None = N
         text, video, mask = encode_eval_set(loaded.model, evalset, batch_size=64)
         sim = similarity_matrix(loaded.model, text, video, mask)  # [Nt, Nv]
     result = score_test(sim, evalset.video_of_caption, evalset.video_ids, data.twins)
-    _atomic_text(cached, json.dumps({"format": TEST_FORMAT, "version": VERSION, "metrics": result}, indent=2) + "\n")
+    write_text(cached, json.dumps({"format": TEST_FORMAT, "version": VERSION, "metrics": result}, indent=2) + "\n")
     return result
 
 
@@ -552,9 +551,7 @@ def run_arm(cfg: MiniConfig, data: MiniData, experiment: Experiment, arm: Arm, s
     else:
         try:
             finetune_run(cfg, data, arm, seed, on_event)
-        except C4CError as exc:
-            if not exc.problem.startswith(DIVERGED):
-                raise
+        except TrainingDiverged as exc:
             log.warning("%s diverged: %s", run_dir.name, exc.problem)
             result.update(diverged=exc.problem, test=None, curve=loss_curve(run_dir))
         else:
@@ -564,7 +561,7 @@ def run_arm(cfg: MiniConfig, data: MiniData, experiment: Experiment, arm: Arm, s
     result["seconds"] = time.perf_counter() - t0
     path = result_path(cfg.out, experiment, arm, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_text(path, json.dumps(result, indent=2) + "\n")
+    write_text(path, json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -674,7 +671,7 @@ def check_settings(cfg: MiniConfig) -> None:
                            path=cfg.out / "mini.json", hint="choose another --out, or delete the folder to start over")
         return
     cfg.out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(cfg.out / "mini.json", json.dumps(wanted, indent=2) + "\n")
+    write_text(cfg.out / "mini.json", json.dumps(wanted, indent=2) + "\n")
 
 
 def record_invocation(out: Path, seconds: float, computed: int, threads: int, data_seconds: float = 0.0) -> list[dict]:
@@ -684,7 +681,7 @@ def record_invocation(out: Path, seconds: float, computed: int, threads: int, da
     found.setdefault("invocations", []).append(
         {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(seconds, 1),
          "data_seconds": round(data_seconds, 1), "computed": computed, "torch_threads": threads})
-    _atomic_text(out / "mini.json", json.dumps(found, indent=2) + "\n")
+    write_text(out / "mini.json", json.dumps(found, indent=2) + "\n")
     return found["invocations"]
 
 
@@ -762,11 +759,6 @@ def collect(cfg: MiniConfig, data: MiniData, seconds_this_run: float) -> dict:
                            "data_all_invocations": round(sum(i.get("data_seconds", 0.0) for i in invocations), 1),
                            "invocations": len(invocations), "training_runs": round(task_seconds, 1)},
                "experiments": summaries, "raw": raw, "run_seconds": run_seconds}
-    _atomic_text(cfg.out / "results.json", json.dumps(summary, indent=2, default=str) + "\n")
+    write_text(cfg.out / "results.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -8,11 +8,11 @@ greys and black, shaded bands are pale tints. Files are written atomically.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from c4c.atomic import atomic_path
 from c4c.errors import C4CError
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -155,10 +155,8 @@ class _Canvas:
 
     def save(self, path: Path) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self.image.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            self.image.save(tmp, format="PNG")
         return path
 
 

@@ -9,10 +9,10 @@ no conclusion is written in advance.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
+from c4c.atomic import write_text
 from c4c.mini import plot
 
 
@@ -368,7 +368,5 @@ def write(out: Path, summary: dict) -> Path:
     images = {section["key"]: plots(out, section, summary["chance_R@1"])
               for section in summary["experiments"] if section["arms"]}
     path = out / "report.md"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(render(summary, images), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, render(summary, images))
     return path

@@ -46,6 +46,7 @@ from c4c.errors import C4CError
 from c4c.choices import DEFAULT_ALPHA
 from c4c.stages.pairs import dataset_options
 from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings, PairSettings
+from c4c.train.start import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +68,7 @@ class CaptionTrainConfig(PairSettings, ModelSettings, OptimSettings, LoopSetting
     select_on: str = "val"                # val (lowest val token loss) | last
 
 
-@dataclass
-class CaptionTrainResult:
-    run_dir: Path
-    best_epoch: int | None
-    best_metrics: dict | None
-    selection: str
-    steps: int
-    seconds: float
-    history: list[dict]
+CaptionTrainResult = TrainResult
 
 
 @dataclass
@@ -206,14 +199,12 @@ def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = Non
     from dataclasses import asdict
 
     from c4c.choices import CAPTION_SELECT_ON
-    from c4c.data.sampler import EpochSampler
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, TrainPairs, collate
+    from c4c.data.video_text import ClipSpec, TrainPairs
     from c4c.model.load import build_model, resolve_spec
     from c4c.stages.pairs import load_pair_splits
-    from c4c.train.distributed import broadcast_object
     from c4c.train.loop import autocast_context
-    from c4c.train.start import fit, keep_selected, make_trainer, open_run, run_config
+    from c4c.train.start import epoch_sampler, open_run, run_config, train_and_select
 
     t0 = time.perf_counter()
     if cfg.select_on not in CAPTION_SELECT_ON:
@@ -236,13 +227,8 @@ def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = Non
                           ClipSpec(max_frames=cfg.max_frames, sampling=cfg.sampling, fps=cfg.fps),
                           expand_sentences=True, seed=cfg.seed, paragraph=data.paragraph)
                if data.select else None)
-    sampler = EpochSampler(len(train_set), batch_size=start.local_batch, shuffle=True, seed=cfg.seed,
-                           rank=dist.rank, world_size=dist.world_size, drop_last=True)
+    sampler, steps_per_epoch = epoch_sampler(cfg, start, train_set, cfg.ann)
     model, backbone, spec = build_model(spec, dist.device, init=cfg.init)
-    steps_per_epoch = len(sampler) // start.local_batch
-    if steps_per_epoch < 1:
-        raise C4CError(f"{len(train_set)} training items make no batch of {cfg.batch_size}",
-                       path=cfg.ann, hint="lower --batch-size")
     config = run_config(cfg, task="caption", spec=spec, start=start, extra={
         "dataset_options": data.options, "paragraph_resolved": data.paragraph, "selection_resolved": data.selection,
         "selection_metric": "val caption token loss (lower is better)", "backbone": asdict(backbone),
@@ -250,35 +236,18 @@ def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = Non
         "train_items": len(train_set), "val_items": len(val_set) if val_set else 0,
         "steps_per_epoch": steps_per_epoch})
 
-    def evaluate(epoch: int) -> dict | None:
-        if val_set is None:
-            return None
-        metrics = None
-        if dist.is_main:
-            metrics = evaluate_loss(model, val_set, batch_size=cfg.eval_batch_size, device=dist.device,
-                                    amp_ctx=autocast_context(start.amp, dist.device),
-                                    weight=cfg.retrieval_loss_weight)
-            metrics["split"] = "val"
-        return broadcast_object(metrics)
+    def score() -> dict:
+        return evaluate_loss(model, val_set, batch_size=cfg.eval_batch_size, device=dist.device,
+                             amp_ctx=autocast_context(start.amp, dist.device), weight=cfg.retrieval_loss_weight)
 
     def step_fn(model_, wrapped_, batch, **kw):
         return caption_step(model_, wrapped_, batch, weight=cfg.retrieval_loss_weight, accum=cfg.grad_accum, **kw)
 
-    run_meta = {"task": "caption", "sim": spec.sim, "clip": spec.clip, "patch": spec.patch}
-    trainer = make_trainer(cfg, start, model=model, config=config, dataset=train_set, sampler=sampler,
-                           collate=collate, step_fn=step_fn, evaluate=evaluate,
-                           total_steps=steps_per_epoch * cfg.epochs, epochs=cfg.epochs,
-                           select_metric=SELECT_METRIC, run_meta=run_meta, on_event=on_event)
-    state = fit(trainer)
-    best_metrics = keep_selected(start, trainer, data.selection, run_meta)
-    result = CaptionTrainResult(run_dir=start.folder.path, best_epoch=state.best_epoch, best_metrics=best_metrics,
-                                selection=data.selection, steps=state.step, seconds=time.perf_counter() - t0,
-                                history=state.history)
-    if dist.is_main:
-        start.folder.write_results({"task": "caption", "best_epoch": state.best_epoch, "metrics": best_metrics,
-                                    "selection": data.selection, "protocol": PROTOCOLS[data.selection],
-                                    "steps": state.step, "seconds": round(result.seconds, 1)})
-    return result
+    return train_and_select(cfg, start, task="caption", model=model, config=config, dataset=train_set,
+                            sampler=sampler, step_fn=step_fn, score=score if val_set is not None else None,
+                            selection=data.selection, protocol=PROTOCOLS[data.selection],
+                            total_steps=steps_per_epoch * cfg.epochs, select_metric=SELECT_METRIC,
+                            on_event=on_event, started=t0)
 
 
 # --------------------------------------------------------------------------------------------

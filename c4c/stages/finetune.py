@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings, PairSettings
+from c4c.train.start import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,7 @@ class FinetuneConfig(PairSettings, ModelSettings, OptimSettings, LoopSettings, C
     select_on: str = "val"                # val | test (the reference's protocol) | last
 
 
-@dataclass
-class FinetuneResult:
-    run_dir: Path
-    best_epoch: int | None
-    best_metrics: dict | None
-    selection: str
-    steps: int
-    seconds: float
-    history: list[dict]
+FinetuneResult = TrainResult
 
 
 def build_model(cfg: FinetuneConfig, device: str):
@@ -53,16 +45,14 @@ def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> 
     from dataclasses import asdict
 
     from c4c.choices import SELECT_ON
-    from c4c.data.sampler import EpochSampler
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, EvalSet, TrainPairs, collate
+    from c4c.data.video_text import ClipSpec, EvalSet, TrainPairs
     from c4c.errors import C4CError
     from c4c.model.inference import evaluate_retrieval
     from c4c.model.load import build_model as build, resolve_spec
     from c4c.stages.pairs import load_pair_splits
-    from c4c.train.distributed import broadcast_object
     from c4c.train.loop import autocast_context, contrastive_step
-    from c4c.train.start import fit, keep_selected, make_trainer, open_run, run_config
+    from c4c.train.start import epoch_sampler, open_run, run_config, train_and_select
 
     t0 = time.perf_counter()
     if cfg.select_on not in SELECT_ON:
@@ -78,42 +68,20 @@ def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> 
                         ClipSpec(max_frames=cfg.max_frames, sampling=cfg.sampling, fps=cfg.fps),
                         paragraph=data.paragraph) if data.select else None)
     dist = start.dist
-    sampler = EpochSampler(len(train_set), batch_size=start.local_batch, shuffle=True, seed=cfg.seed,
-                           rank=dist.rank, world_size=dist.world_size, drop_last=True)
+    sampler, steps_per_epoch = epoch_sampler(cfg, start, train_set, cfg.ann)
     model, backbone, spec = build(spec, dist.device, init=cfg.init)
-    steps_per_epoch = len(sampler) // start.local_batch
-    if steps_per_epoch < 1:
-        raise C4CError(f"{len(train_set)} training items make no batch of {cfg.batch_size}",
-                       path=cfg.ann, hint="lower --batch-size")
     config = run_config(cfg, task="retrieval", spec=spec, start=start, extra={
         "paragraph_resolved": data.paragraph, "selection_resolved": data.selection, "dataset_options": data.options,
         "backbone": asdict(backbone), "train_items": len(train_set), "steps_per_epoch": steps_per_epoch})
 
-    def evaluate(epoch: int) -> dict | None:
-        if eval_set is None:
-            return None
-        metrics = None
-        if dist.is_main:
-            metrics = evaluate_retrieval(model, eval_set, batch_size=cfg.eval_batch_size, device=dist.device,
-                                         amp_ctx=autocast_context(start.amp, dist.device))
-            metrics["split"] = data.selection
-        return broadcast_object(metrics)
+    def score() -> dict:
+        return evaluate_retrieval(model, eval_set, batch_size=cfg.eval_batch_size, device=dist.device,
+                                  amp_ctx=autocast_context(start.amp, dist.device))
 
     def step_fn(model_, wrapped_, batch, **kw):
         return contrastive_step(model_, wrapped_, batch, accum=cfg.grad_accum, **kw)
 
-    run_meta = {"task": "retrieval", "sim": spec.sim, "clip": spec.clip, "patch": spec.patch}
-    trainer = make_trainer(cfg, start, model=model, config=config, dataset=train_set, sampler=sampler,
-                           collate=collate, step_fn=step_fn, evaluate=evaluate,
-                           total_steps=steps_per_epoch * cfg.epochs, epochs=cfg.epochs, run_meta=run_meta,
-                           on_event=on_event)
-    state = fit(trainer)
-    best_metrics = keep_selected(start, trainer, data.selection, run_meta)
-    result = FinetuneResult(run_dir=start.folder.path, best_epoch=state.best_epoch, best_metrics=best_metrics,
-                            selection=data.selection, steps=state.step, seconds=time.perf_counter() - t0,
-                            history=state.history)
-    if dist.is_main:
-        start.folder.write_results({"task": "retrieval", "best_epoch": state.best_epoch, "metrics": best_metrics,
-                                    "selection": data.selection, "protocol": PROTOCOLS[data.selection],
-                                    "steps": state.step, "seconds": round(result.seconds, 1)})
-    return result
+    return train_and_select(cfg, start, task="retrieval", model=model, config=config, dataset=train_set,
+                            sampler=sampler, step_fn=step_fn, score=score if eval_set is not None else None,
+                            selection=data.selection, protocol=PROTOCOLS[data.selection],
+                            total_steps=steps_per_epoch * cfg.epochs, on_event=on_event, started=t0)

@@ -85,12 +85,11 @@ def build_corpus(cfg: PretrainConfig, store):
 def run(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> PretrainResult:
     """Post-pretrain for ``cfg.steps`` optimiser steps (or up to ``cfg.max_steps`` of them) and checkpoint."""
     from c4c.data.howto import HowToClips, MergeRule
-    from c4c.data.sampler import EpochSampler
     from c4c.data.text import CaptionTokenizer
     from c4c.data.video_text import collate
     from c4c.model.load import build_model, resolve_spec
     from c4c.train.loop import contrastive_step
-    from c4c.train.start import fit, make_trainer, open_run, run_config
+    from c4c.train.start import epoch_sampler, fit, make_trainer, open_run, run_config
     from c4c.video.store import FrameStore
 
     t0 = time.perf_counter()
@@ -106,12 +105,7 @@ def run(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> 
     corpus = build_corpus(cfg, store)
     dataset = HowToClips(corpus, store, CaptionTokenizer(cfg.max_words), max_frames=cfg.max_frames,
                          sampling=cfg.sampling, rule=rule, seed=cfg.seed)
-    sampler = EpochSampler(len(dataset), batch_size=start.local_batch, shuffle=True, seed=cfg.seed,
-                           rank=dist.rank, world_size=dist.world_size, drop_last=True)
-    steps_per_epoch = len(sampler) // start.local_batch
-    if steps_per_epoch < 1:
-        raise C4CError(f"{len(dataset)} videos make no batch of {cfg.batch_size}", path=cfg.ann,
-                       hint="lower --batch-size")
+    sampler, steps_per_epoch = epoch_sampler(cfg, start, dataset, cfg.ann)
     total_steps = cfg.steps if cfg.steps is not None else steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
     stop_at = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)

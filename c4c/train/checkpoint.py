@@ -23,6 +23,7 @@ from typing import Any
 from c4c import __version__
 from c4c.atomic import write_json
 from c4c.errors import C4CError, first_line
+from c4c.jsonfile import read_json_object
 
 FORMAT = "c4c-checkpoint"
 FORMAT_VERSION = 1
@@ -152,9 +153,13 @@ def write_latest(run_dir: Path, folder: Path, meta: dict) -> None:
 
 def latest(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of a run, or None."""
-    from c4c.run_folder import RunFolder
-
-    return RunFolder(Path(run_dir)).latest()
+    pointer = Path(run_dir) / "latest.json"
+    if not pointer.exists():
+        return None
+    name = read_json_object(pointer, "checkpoint pointer").get("checkpoint")
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise C4CError("unreadable checkpoint pointer: no checkpoint name", path=pointer)
+    return Path(run_dir) / "checkpoints" / name
 
 
 def prune(run_dir: Path, keep: int) -> None:

@@ -134,6 +134,20 @@ def open_run(cfg, *, task: str) -> RunStart:
     return RunStart(folder=folder, dist=dist, amp=amp, local_batch=local_batch, resumed_from=resumed_from)
 
 
+def epoch_sampler(cfg, start: RunStart, dataset, path: Path):
+    """``(sampler, steps per epoch)`` of this process's share of ``dataset``; too few items for one
+    batch is an error naming ``path`` (the annotations)."""
+    from c4c.data.sampler import EpochSampler
+
+    sampler = EpochSampler(len(dataset), batch_size=start.local_batch, shuffle=True, seed=cfg.seed,
+                           rank=start.dist.rank, world_size=start.dist.world_size, drop_last=True)
+    steps = len(sampler) // start.local_batch
+    if steps < 1:
+        raise C4CError(f"{len(dataset)} training items make no batch of {cfg.batch_size}", path=path,
+                       hint="lower --batch-size")
+    return sampler, steps
+
+
 def run_config(cfg, *, task: str, spec: ModelSpec, start: RunStart, extra: dict) -> dict:
     """The resolved config.json of a run: format, task, model block, every option, resolved facts."""
     from c4c import __version__
@@ -203,3 +217,51 @@ def keep_selected(start: RunStart, trainer, selection: str, meta: dict) -> dict 
     if state.best_epoch is None:
         return None
     return next((h.get("metrics") for h in state.history if h.get("epoch") == state.best_epoch), None)
+
+
+@dataclass
+class TrainResult:
+    """How a run with epoch-wise selection (finetune, caption train) ended."""
+
+    run_dir: Path
+    best_epoch: int | None
+    best_metrics: dict | None
+    selection: str                         # val | test | last
+    steps: int
+    seconds: float
+    history: list[dict]
+
+
+def train_and_select(cfg, start: RunStart, *, task: str, model, config: dict, dataset, sampler, step_fn: Callable,
+                     score: Callable[[], dict] | None, selection: str, protocol: str, total_steps: int,
+                     select_metric: str = "t2v/R@1", on_event: Callable[[dict], None] | None = None,
+                     started: float) -> TrainResult:
+    """Train ``cfg.epochs`` epochs, ``score()`` the selection split after each (main process; None: no
+    selection split), keep the best (or the last) epoch in best/, write results.json."""
+    import time
+
+    from c4c.data.video_text import collate
+    from c4c.train.distributed import broadcast_object
+
+    def evaluate(epoch: int) -> dict | None:
+        if score is None:
+            return None
+        metrics = None
+        if start.dist.is_main:
+            metrics = {**score(), "split": selection}
+        return broadcast_object(metrics)
+
+    run_meta = {"task": task, "sim": config["sim"], "clip": config["clip"], "patch": config["patch"]}
+    trainer = make_trainer(cfg, start, model=model, config=config, dataset=dataset, sampler=sampler,
+                           collate=collate, step_fn=step_fn, evaluate=evaluate, total_steps=total_steps,
+                           epochs=cfg.epochs, select_metric=select_metric, run_meta=run_meta, on_event=on_event)
+    state = fit(trainer)
+    best_metrics = keep_selected(start, trainer, selection, run_meta)
+    result = TrainResult(run_dir=start.folder.path, best_epoch=state.best_epoch, best_metrics=best_metrics,
+                         selection=selection, steps=state.step, seconds=time.perf_counter() - started,
+                         history=state.history)
+    if start.dist.is_main:
+        start.folder.write_results({"task": task, "best_epoch": state.best_epoch, "metrics": best_metrics,
+                                    "selection": selection, "protocol": protocol, "steps": state.step,
+                                    "seconds": round(result.seconds, 1)})
+    return result
