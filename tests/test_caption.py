@@ -555,3 +555,42 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(synth_f
     b = checkpoint.load_model_state(checkpoint.latest(tmp_path / "ddp"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.0])
+def test_gradient_accumulation_keeps_the_contrastive_batch_of_the_retrieval_term(weight):
+    """--grad-accum means what it means in finetune: the gradients of 2 micro-batches equal one pass."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from c4c.data.text import EOT, SOT
+    from c4c.model.backbone import build_clip
+
+    torch.manual_seed(0)
+    clip, _ = build_clip("tiny", "none")
+    model = CaptionModel(clip, sim="seqTransf", temporal_layers=1, decoder=DecoderConfig(layers=1, dropout=0.0))
+    model.train()
+    b, w = 8, 10
+    ids = torch.randint(1, 1000, (b, w))
+    ids[:, 0] = SOT
+    lengths = torch.randint(3, w + 1, (b,))
+    mask = (torch.arange(w)[None] < lengths[:, None]).long()
+    ids[torch.arange(b), lengths - 1] = EOT
+    ids = ids * mask
+    batch = {"text_ids": ids, "text_mask": mask, "video": torch.randint(0, 255, (b, 3, 32, 32, 3), dtype=torch.uint8),
+             "video_mask": torch.ones(b, 3, dtype=torch.long)}
+    dist_info = SimpleNamespace(distributed=False, world_size=1)
+
+    def grads(accum):
+        model.zero_grad(set_to_none=True)
+        loss = caption.caption_step(model, model, batch, weight=weight, accum=accum, amp_ctx=contextlib.nullcontext(),
+                                    scaler=None, dist_info=dist_info)
+        return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss1, g1 = grads(1)
+    loss2, g2 = grads(2)
+    if weight > 0:
+        assert loss2 == pytest.approx(loss1, rel=1e-5)
+    assert g1.keys() == g2.keys()
+    for name in g1:
+        torch.testing.assert_close(g2[name], g1[name], atol=1e-6, rtol=1e-4, msg=name)

@@ -172,9 +172,8 @@ def caption_train_cmd(
     """Train a caption decoder on CLIP4Clip, jointly with the retrieval loss by default.
 
     Teacher forcing on CLIP BPE tokens; the epoch with the lowest val token loss is kept in RUN/best.
-    Writes the run folder of `c4c finetune` (task "caption"). With --grad-accum each micro-batch is
-    its own contrastive batch for the retrieval term. For several GPUs: `torchrun --nproc_per_node N
-    -m c4c.cli caption train ...`.
+    Writes the run folder of `c4c finetune` (task "caption"). For several GPUs: `torchrun
+    --nproc_per_node N -m c4c.cli caption train ...`.
 
     Examples:
 

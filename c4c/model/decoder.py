@@ -293,17 +293,26 @@ class CaptionModel(CLIP4Clip):
         return self.decoder.logits(self.decoder(text_ids, memory, video_mask))
 
     def forward(self, text_ids: torch.Tensor, text_mask: torch.Tensor, video: torch.Tensor,
-                video_mask: torch.Tensor, retrieval_weight: float = 1.0):
+                video_mask: torch.Tensor, retrieval_weight: float = 1.0, mode: str = "loss"):
         """``(loss, caption_loss, retrieval_loss)``: ``loss = caption + retrieval_weight * retrieval``.
 
         The caption loss is the mean token cross entropy over the batch's real target tokens (of all
         processes together under torchrun, so N processes train like one with the same global batch).
         The retrieval loss is CLIP4Clip's (gathered over processes for loose heads); with weight 0 it
         is not computed (the text tower is unused) and reported as 0.
+
+        ``mode="embed"``: ``(text_feats, memory)`` without the decoder; ``mode="caption"``: ``(summed token
+        CE, target count)``; ``mode="parts"``: those and ``(text_feats, memory)``; for gradient caching (:func:`c4c.stages.caption.caption_step`).
         """
         memory = self.encode_video(video, video_mask)                    # [B, T, D]
+        if mode == "embed":
+            return self.encode_text(text_ids), memory
         ce, count = self.caption_loss(text_ids, text_mask, memory, video_mask)
-        total, world = _global_count(count)
+        if mode == "caption":
+            return ce, count
+        if mode == "parts":
+            return ce, count, self.encode_text(text_ids), memory
+        total, world = global_count(count)
         caption = ce * world / total  # DDP averages gradients over ranks: this makes it the global token mean
         if retrieval_weight == 0:
             retrieval = caption.new_zeros(())
@@ -325,7 +334,7 @@ class CaptionModel(CLIP4Clip):
                            alpha=0.0 if beam == 1 else alpha)
 
 
-def _global_count(count: torch.Tensor) -> tuple[torch.Tensor, int]:
+def global_count(count: torch.Tensor) -> tuple[torch.Tensor, int]:
     """``(target tokens over all processes (at least 1), number of processes)``."""
     import torch.distributed as dist
 

@@ -97,7 +97,7 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
     texts, videos = [], []
     with torch.no_grad():
         for mb in micro:
-            rng.append(_capture_rng(mb["video"].device))
+            rng.append(capture_rng(mb["video"].device))
             with amp_ctx:
                 t, v = model(mb["text_ids"], mb["video"], mb["video_mask"], mode="embed")
             texts.append(t.float())
@@ -113,7 +113,7 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
     no_sync = wrapped.no_sync() if dist_info.distributed else contextlib.nullcontext()
     with no_sync:
         for k, mb in enumerate(micro):
-            _restore_rng(rng[k], mb["video"].device)
+            restore_rng(rng[k], mb["video"].device)
             with amp_ctx:
                 t, v = wrapped(mb["text_ids"], mb["video"], mb["video_mask"], mode="embed")
             torch.autograd.backward([t.float(), v.float()], [grads_t[k], grads_v[k]])
@@ -135,12 +135,14 @@ def backward(loss: torch.Tensor, scaler) -> None:
         loss.backward()
 
 
-def _capture_rng(device) -> tuple:
+def capture_rng(device) -> tuple:
+    """The CPU (and CUDA) RNG state, so a micro-batch can be re-run with the same dropout."""
     cuda = torch.cuda.get_rng_state(device) if torch.device(device).type == "cuda" else None
     return torch.get_rng_state(), cuda
 
 
-def _restore_rng(state: tuple, device) -> None:
+def restore_rng(state: tuple, device) -> None:
+    """Undo the RNG draws since :func:`capture_rng`."""
     torch.set_rng_state(state[0])
     if state[1] is not None:
         torch.cuda.set_rng_state(state[1], device)
