@@ -31,8 +31,8 @@ test-fast: install
 demo: export OMP_NUM_THREADS ?= 1
 demo: install
 	@echo "== 1/9 synthetic data: 48 captioned clips + 64 narrated long videos (HowTo100M files)"
-	$(BIN)/c4c synth $(DEMO)/synth --videos 48 --seed 0 -q
-	$(BIN)/c4c synth $(DEMO)/howto --kind howto --videos 64 --duration 30 --fps 4 --width 64 --height 48 --seed 0 -q
+	$(BIN)/c4c synth $(DEMO)/synth --count 48 --seed 0 -q
+	$(BIN)/c4c synth $(DEMO)/howto --kind howto --count 64 --duration 30 --fps 4 --width 64 --height 48 --seed 0 -q
 	@echo "== 2/9 extract frames (the narrated videos as a 2-shard set)"
 	$(BIN)/c4c extract $(DEMO)/synth/annotations.jsonl --dataset jsonl --videos $(DEMO)/synth/videos \
 		--out $(DEMO)/frames.h5 --size 32 --fps 2 -q

@@ -17,7 +17,7 @@ def synth_cmd(
     kind: Annotated[choices.SynthKind, typer.Option(
         help="retrieval (short captioned clips) or howto (long videos with timed ASR-like captions in the "
              "HowTo100M files caption.json and HowTo100M_v1.csv, for `c4c pretrain`).")] = "retrieval",
-    videos: Annotated[int, typer.Option("--videos", "-n", help="Number of videos.")] = 24,
+    count: Annotated[int, typer.Option("--count", "-n", "--videos", help="Number of videos to make.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same dataset.")] = 0,
     duration: Annotated[Optional[float], typer.Option(
         help="Seconds of motion per video [default: 4]; with --kind howto the longest video [default: 60; "
@@ -41,25 +41,25 @@ def synth_cmd(
 
     Examples:
 
-        c4c synth data/synth --videos 48 --seed 1
+        c4c synth data/synth --count 48 --seed 1
 
-        c4c synth data/howto --kind howto --videos 60 --duration 40 --fps 4 --width 64 --height 48
+        c4c synth data/howto --kind howto --count 60 --duration 40 --fps 4 --width 64 --height 48
 
-        c4c synth /tmp/big --videos 8 --width 1280 --height 720 --duration 20
+        c4c synth /tmp/big --count 8 --width 1280 --height 720 --duration 20
 
-        c4c synth /tmp/motion --videos 400 --shapes circle --colours red   # only motion tells captions apart
+        c4c synth /tmp/motion --count 400 --shapes circle --colours red   # only motion tells captions apart
     """
     from c4c import synth
 
     ui.setup_logging(quiet)
-    common = dict(out_dir=out_dir, videos=videos, seed=seed, fps=fps, width=width, height=height,
+    common = dict(out_dir=out_dir, videos=count, seed=seed, fps=fps, width=width, height=height,
                   shapes=tuple(s.strip() for s in shapes.split(",")), colours=tuple(c.strip() for c in colours.split(",")))
     if kind == "howto":
         config, make = synth.HowToConfig(duration=60.0 if duration is None else duration, **common), synth.run_howto
     else:
         config, make = synth.SynthConfig(duration=4.0 if duration is None else duration, **common), synth.run
     with ui.progress(quiet, "videos") as bar:
-        task = bar.add_task("synth", total=videos)
+        task = bar.add_task("synth", total=count)
         result = make(config, on_video=lambda done, total: bar.update(task, completed=done))
     ui.print_table("c4c synth", [("videos", result.videos), ("captions", result.captions),
                                  *[(f"{k} videos", v) for k, v in result.splits.items()],
@@ -72,7 +72,7 @@ def extract_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="The HDF5 frame store to write (FRAMES.h5), or a folder with --shards.")] = None,
     videos: Annotated[Optional[Path], typer.Option(help="Folder of the videos named by the annotations.")] = None,
-    dataset: Annotated[Optional[choices.ExtractDataset], typer.Option(help="Annotation format of SOURCE.")] = None,
+    dataset: Annotated[Optional[choices.ExtractDataset], typer.Option(help="Annotation format (see data/README.md).")] = None,
     fps: Annotated[float, typer.Option(help="Frames sampled per second of video time (the paper uses 1).")] = 1.0,
     size: Annotated[int, typer.Option(help="Short side resized to this (bicubic), then centre crop size x size.")] = 224,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Videos decoded at once (ffmpeg processes).")] = 2,

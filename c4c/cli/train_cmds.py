@@ -103,8 +103,6 @@ def pretrain_cmd(
         help="category_1 values to keep, separated by ';' ('all' keeps every video).")] = "Food and Entertaining",
     steps: Annotated[Optional[int], typer.Option(help="Optimiser steps in all [default: one epoch, one clip per video].",
                                        show_default=False)] = None,
-    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (and at each epoch end).",
-                                            rich_help_panel=opt.LOOP)] = 1000,
     min_words: Annotated[int, typer.Option(help="Join ASR fragments until the text has this many words ...",
                                            rich_help_panel=opt.CLIPS)] = 8,
     min_seconds: Annotated[float, typer.Option(help="... and spans this many seconds (short windows are widened).",
@@ -140,7 +138,7 @@ def pretrain_cmd(
               else tuple(c.strip() for c in categories.split(";") if c.strip()))
     values = fill_from_saved_run(ctx, PretrainConfig, {
         **settings, "ann": ann, "frames": frames, "out": out, "categories": wanted, "steps": steps,
-        "save_every": save_every, "min_words": min_words, "min_seconds": min_seconds, "max_seconds": max_seconds,
+        "min_words": min_words, "min_seconds": min_seconds, "max_seconds": max_seconds,
         "max_gap": max_gap})
     cfg = PretrainConfig(**opt.config_fields(PretrainConfig, values))
 
