@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from c4c import synth
+from c4c.atomic import atomic_path
 from c4c.choices import CLIP_MEAN, CLIP_STD
 from c4c.stages import extract
 from c4c.video.ffmpeg_bin import ffmpeg_exe
@@ -45,12 +46,11 @@ def make_clips(folder: Path, n: int, seconds: float, size: str, rate: str = "30"
     for i in range(n):
         p = folder / f"clip{i:03d}.mp4"
         if not p.exists():
-            tmp = p.with_suffix(".tmp.mp4")
-            subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                            f"testsrc2=size={size}:rate={rate},noise=alls=12:allf=t+u:all_seed={i}",
-                            "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
-                            "-pix_fmt", "yuv420p", str(tmp)], check=True)
-            tmp.rename(p)
+            with atomic_path(p) as tmp:
+                subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                                f"testsrc2=size={size}:rate={rate},noise=alls=12:allf=t+u:all_seed={i}",
+                                "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+                                "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp)], check=True)
         paths.append(p)
     return paths
 
