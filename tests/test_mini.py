@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from c4c.errors import C4CError
-from c4c.mini import experiments, plot, report
-from c4c.mini.experiments import Experiment, MiniConfig
+from c4c.errors import C4CError, TrainingDiverged
+from c4c.mini import config as mini_config
+from c4c.mini import data as mini_data
+from c4c.mini import experiments, plot, report, scoring
+from c4c.mini.config import Experiment, MiniConfig
 
 
 def colours_in(path: Path) -> set[tuple[int, int, int]]:
@@ -128,11 +130,11 @@ def test_plots_refuse_bad_input(tmp_path):
 
 
 def test_mean_std_is_the_sample_standard_deviation():
-    stats = experiments.mean_std([1.0, 2.0, 3.0, 4.0])
+    stats = scoring.mean_std([1.0, 2.0, 3.0, 4.0])
     assert stats["mean"] == 2.5 and stats["n"] == 4
     assert stats["std"] == pytest.approx(math.sqrt(5.0 / 3.0))  # squared deviations 2.25+0.25+0.25+2.25 over 3
-    assert experiments.mean_std([7.0]) == {"mean": 7.0, "std": 0.0, "n": 1}
-    assert experiments.mean_std([])["n"] == 0
+    assert scoring.mean_std([7.0]) == {"mean": 7.0, "std": 0.0, "n": 1}
+    assert scoring.mean_std([])["n"] == 0
 
 
 def _test_metrics(r1: float, twin: float | None = None) -> dict:
@@ -153,13 +155,13 @@ def _section(experiment: Experiment, values: dict[str, list[float]],
              twins: dict[str, list[float]] | None = None) -> dict:
     results = {arm: [_result(experiment.key, arm, s, v, (twins or {}).get(arm, [None] * len(vs))[s])
                      for s, v in enumerate(vs)] for arm, vs in values.items()}
-    section = experiments.summarise(experiment, results)
+    section = scoring.summarise(experiment, results)
     section["answer"] = report.answer(section)
     return section
 
 
 def _experiment(cfg: MiniConfig, key: str) -> Experiment:
-    return next(e for e in experiments.experiments(cfg) if e.key == key)
+    return next(e for e in mini_config.experiments(cfg) if e.key == key)
 
 
 CFG = MiniConfig(out=Path("unused"), lrs=(1e-4, 1e-3, 1e-2))
@@ -179,7 +181,7 @@ def test_moving_average_uses_the_values_so_far():
 
 
 def test_mean_curve_averages_the_steps_every_run_logged():
-    curve = experiments.mean_curve([{"step": [1, 2, 3], "loss": [3.0, 2.0, 1.0]},
+    curve = scoring.mean_curve([{"step": [1, 2, 3], "loss": [3.0, 2.0, 1.0]},
                                     {"step": [1, 2], "loss": [5.0, 4.0]}])
     assert curve["step"] == [1, 2]
     assert curve["loss"] == [4.0, 3.0]
@@ -216,7 +218,7 @@ def test_heads_answer_compares_the_best_ordering_head_with_meanp():
 
 
 def test_heads_answer_when_no_head_beats_meanp_at_order():
-    values = {h: [20.0, 21.0] for h in experiments.HEADS}
+    values = {h: [20.0, 21.0] for h in mini_config.HEADS}
     twins = {"meanP": [52.0, 50.0], "seqLSTM": [50.0, 48.0], "seqTransf": [49.0, 50.0], "tightTransf": [45.0, 50.0]}
     answer = _section(_experiment(CFG, "heads"), values, twins)["answer"]
     assert answer.startswith("No head orders clearly better than a coin flip: the best twin accuracy is meanP's "
@@ -224,7 +226,7 @@ def test_heads_answer_when_no_head_beats_meanp_at_order():
 
 
 def test_heads_answer_counts_a_lead_inside_the_coin_flip_band_as_chance():
-    values = {h: [20.0, 21.0] for h in experiments.HEADS}
+    values = {h: [20.0, 21.0] for h in mini_config.HEADS}
     twins = {"meanP": [50.0, 50.0], "seqLSTM": [58.0, 60.0], "seqTransf": [49.0, 50.0], "tightTransf": [45.0, 50.0]}
     answer = _section(_experiment(CFG, "heads"), values, twins)["answer"]
     assert answer.startswith("No head orders clearly better than a coin flip: the best twin accuracy is seqLSTM's "
@@ -267,8 +269,8 @@ def test_report_renders_a_table_row_per_arm_with_mean_std_and_seeds():
 
 
 def test_report_heads_table_has_twin_accuracy():
-    values = {h: [20.0, 22.0] for h in experiments.HEADS}
-    twins = {h: [50.0, 60.0] for h in experiments.HEADS}
+    values = {h: [20.0, 22.0] for h in mini_config.HEADS}
+    twins = {h: [50.0, 60.0] for h in mini_config.HEADS}
     text = report.render(_summary([_section(_experiment(CFG, "heads"), values, twins)]))
     assert "| head | twin accuracy (order-blind = 50) |" in text
     assert "| seqLSTM | 55.0 ± 7.1 | 10.5 ± 0.7 | 21.0 ± 1.4 | 21.0 ± 1.4 |" in text
@@ -276,8 +278,8 @@ def test_report_heads_table_has_twin_accuracy():
 
 def test_write_makes_the_report_and_the_charts_it_links(tmp_path):
     sections = [_section(_experiment(CFG, "image_text"), {"random": [8.0, 10.0], "image": [20.0, 23.0]}),
-                _section(_experiment(CFG, "heads"), {h: [20.0, 22.0] for h in experiments.HEADS},
-                         {h: [50.0, 60.0] for h in experiments.HEADS}),
+                _section(_experiment(CFG, "heads"), {h: [20.0, 22.0] for h in mini_config.HEADS},
+                         {h: [50.0, 60.0] for h in mini_config.HEADS}),
                 _section(_experiment(CFG, "lr"), {"lr0.0001": [10.0, 12.0], "lr0.001": [20.0, 22.0],
                                                   "lr0.01": [2.0, 4.0]})]
     path = report.write(tmp_path, _summary(sections))
@@ -301,7 +303,7 @@ def test_score_test_counts_twin_wins_and_splits_the_queries():
                     [0.7, 0.7, 0.1],    # b's caption: ties with its twin (half a win), rank 0.5
                     [0.1, 0.8, 0.3]],   # c's caption: own video second
                    dtype=np.float32)
-    out = experiments.score_test(sim, [0, 1, 2], video_ids, {"a": "b", "b": "a"})
+    out = scoring.score_test(sim, [0, 1, 2], video_ids, {"a": "b", "b": "a"})
     assert out["twin_accuracy"] == pytest.approx(75.0)
     assert out["order_queries"] == 2 and out["other_queries"] == 1
     assert out["order"]["R@1"] == 100.0  # ranks 0 and 0.5 (a tie sits at its expected rank, under 1)
@@ -311,9 +313,9 @@ def test_score_test_counts_twin_wins_and_splits_the_queries():
 
 def test_shape_position_follows_the_moves():
     waypoints = [[55.0, 16.0], [28.0, 16.0], [28.0, 40.0]]  # left then down, 64 x 48 frame (crop x 8..56)
-    assert experiments.shape_position(waypoints, 0.0, 4.0, 64, 48) == "right"
-    assert experiments.shape_position(waypoints, 2.0, 4.0, 64, 48) == "centre"
-    assert experiments.shape_position(waypoints, 4.0, 4.0, 64, 48) == "bottom"
+    assert mini_data.shape_position(waypoints, 0.0, 4.0, 64, 48) == "right"
+    assert mini_data.shape_position(waypoints, 2.0, 4.0, 64, 48) == "centre"
+    assert mini_data.shape_position(waypoints, 4.0, 4.0, 64, 48) == "bottom"
 
 
 def test_image_records_caption_each_second_without_motion(tmp_path):
@@ -322,7 +324,7 @@ def test_image_records_caption_each_second_without_motion(tmp_path):
     synth_json = tmp_path / "synth.json"
     cfg = synth.SynthConfig(out_dir=tmp_path, videos=4, seed=3)
     synth_json.write_text(json.dumps(synth.metadata(cfg, synth.plan_videos(cfg))))
-    lines = experiments.image_records(synth_json, 4)
+    lines = mini_data.image_records(synth_json, 4)
     assert len(lines) == 4 * 5
     assert [(line["start"], line["end"]) for line in lines[:5]] == [(float(k), k + 0.5) for k in range(5)]
     words = {w for line in lines for w in line["caption"].split()}
@@ -332,7 +334,7 @@ def test_image_records_caption_each_second_without_motion(tmp_path):
 
 def test_experiments_share_the_base_run_between_arms():
     cfg = MiniConfig(out=Path("unused"), lr=1e-3, lrs=(1e-4, 1e-3, 1e-2))
-    names = {(e.key, a.key): experiments.run_name(a, cfg, 0) for e in experiments.experiments(cfg) for a in e.arms}
+    names = {(e.key, a.key): experiments.run_name(a, cfg, 0) for e in mini_config.experiments(cfg) for a in e.arms}
     base = names[("image_text", "image")]
     assert base == names[("heads", "meanP")] == names[("patch", "2d")] == names[("sampling", "uniform")]
     assert base == names[("lr", "lr0.001")] == names[("post", "without")]
@@ -431,7 +433,7 @@ def test_a_diverged_seed_is_shown_and_left_out_of_the_statistics():
     results = {"lr0.001": [_result("lr", "lr0.001", s, v) for s, v in enumerate([20.0, 22.0])],
                "lr0.01": [_result("lr", "lr0.01", 0, 6.0),
                           dict(_result("lr", "lr0.01", 1, 1.0), test=None, diverged="the loss became nan at step 3")]}
-    section = experiments.summarise(experiment, results)
+    section = scoring.summarise(experiment, results)
     high = section["arms"][1]
     assert high["diverged"] == 1 and high["stats"]["R@1"] == {"mean": 6.0, "std": 0.0, "n": 1}
     assert high["curve"]["loss"] == [3.0, 2.0, 1.0]  # the finished seed's curve only (seed 1 logged 2.9, 2, 1.1)
@@ -442,7 +444,7 @@ def test_a_diverged_seed_is_shown_and_left_out_of_the_statistics():
 
 def test_run_arm_saves_a_result_for_a_run_that_diverged(tmp_path, monkeypatch):
     def diverging(*args, **kwargs):
-        raise C4CError("the loss became nan at step 3 (epoch 0); stopped without saving")
+        raise TrainingDiverged("the loss became nan at step 3 (epoch 0); stopped without saving")
 
     monkeypatch.setattr(experiments, "finetune_run", diverging)
     cfg = MiniConfig(out=tmp_path)

@@ -58,13 +58,14 @@ def mini(
     import time
 
     from c4c.mini import experiments
+    from c4c.mini.config import MiniConfig, quick_config
 
     ui.setup_logging(quiet=True)
     only_numbers = _parse_only(only)
     if quick:
-        cfg = experiments.quick_config(out, seeds=seeds, only=only_numbers, threads=threads)
+        cfg = quick_config(out, seeds=seeds, only=only_numbers, threads=threads)
     else:
-        cfg = experiments.MiniConfig(out=out, seeds=seeds, only=only_numbers, threads=threads)
+        cfg = MiniConfig(out=out, seeds=seeds, only=only_numbers, threads=threads)
     t0 = time.perf_counter()
     with ui.progress(quiet, "runs") as progress:
         overall = progress.add_task("data", total=None)
