@@ -14,7 +14,7 @@ from c4c.data.text import CaptionTokenizer
 from c4c.data.video_text import ClipSpec, EvalSet, TrainPairs, check_videos, collate
 from c4c.datasets.records import VideoRecord
 from c4c.errors import C4CError
-from c4c.video import staging, store
+from c4c.video import layout, staging, store
 from c4c.video.decode import SampledVideo, VideoInfo
 
 SIZE = 8
@@ -31,8 +31,8 @@ def _frames(v: int, t: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def frame_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "frames.h5"
-    settings = store.StoreSettings(fps=1.0, size=SIZE, codec="raw")
-    store.create_store(path, settings)
+    settings = layout.StoreSettings(fps=1.0, size=SIZE, codec="raw")
+    layout.create_store(path, settings)
     parts = staging.parts_dir_for(path)
     for v, (vid, t) in enumerate(LENGTHS.items()):
         sample = SampledVideo(frames=_frames(v, t), timestamps=np.arange(t, dtype=np.float32),

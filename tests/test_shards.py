@@ -152,7 +152,7 @@ def test_rerunning_a_shard_set_skips_finished_videos(videos, sharded, tmp_path):
 def test_index_rebuilds_the_manifest_from_the_shard_files(sharded, tmp_path):
     out = _copy(sharded, tmp_path)
     (out / "manifest.json").unlink()
-    assert extract.index_shards(out) == out / "manifest.json"
+    assert shards.index_shards(out) == out / "manifest.json"
     assert json.loads((out / "manifest.json").read_text()) == json.loads((sharded / "manifest.json").read_text())
 
 
@@ -169,7 +169,7 @@ def test_index_needs_every_shard(sharded, tmp_path):
     out = _copy(sharded, tmp_path)
     (out / shards.shard_name(1, 3)).unlink()
     with pytest.raises(C4CError, match="1 of 3 shard files are missing"):
-        extract.index_shards(out)
+        shards.index_shards(out)
 
 
 def _edit_manifest(folder: Path, change) -> None:
@@ -253,11 +253,11 @@ def test_shard_options_are_checked(videos, single, sharded, tmp_path):
 
 
 def test_shard_index_specs():
-    assert extract.parse_shard_index("3") == (3,)
-    assert extract.parse_shard_index("0-3,7, 9-10") == (0, 1, 2, 3, 7, 9, 10)
+    assert shards.parse_shard_index("3") == (3,)
+    assert shards.parse_shard_index("0-3,7, 9-10") == (0, 1, 2, 3, 7, 9, 10)
     for bad in ("a", "3-1", "-2", ""):
         with pytest.raises(C4CError):
-            extract.parse_shard_index(bad)
+            shards.parse_shard_index(bad)
 
 
 def test_the_cli_writes_shards_and_indexes_them(videos, tmp_path, capsys):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from c4c.errors import C4CError
-from c4c.video import staging, store
+from c4c.video import layout, staging, store
 from c4c.video.decode import SampledVideo, VideoInfo, encode_jpeg
 
 
@@ -19,9 +19,9 @@ def _sample(t: int, size: int = 8, codec: str = "raw", seed: int = 0) -> Sampled
 
 
 def _store_with(tmp_path, videos: dict[str, int], codec: str = "raw"):
-    settings = store.StoreSettings(fps=1.0, size=8, codec=codec)
+    settings = layout.StoreSettings(fps=1.0, size=8, codec=codec)
     path = tmp_path / "frames.h5"
-    store.create_store(path, settings)
+    layout.create_store(path, settings)
     parts = staging.parts_dir_for(path)
     for i, (vid, t) in enumerate(videos.items()):
         staging.write_part(parts, vid, _sample(t, codec=codec, seed=i), settings, f"/src/{vid}.mp4")

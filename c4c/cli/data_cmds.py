@@ -124,6 +124,7 @@ def extract_cmd(
     """
     from c4c.stages import extract
     from c4c.stages.pairs import dataset_options
+    from c4c.video import shards as shard_sets
 
     ui.setup_logging(quiet)
     if legacy_index is not None:
@@ -132,7 +133,7 @@ def extract_cmd(
     if write_manifest is not None:
         if source is not None or out is not None:
             raise C4CError("--write-manifest DIR only writes the manifest of DIR: give no SOURCE or --out with it")
-        manifest = extract.index_shards(write_manifest)
+        manifest = shard_sets.index_shards(write_manifest)
         ui.print_table("c4c extract --write-manifest", [("manifest", str(manifest))])
         return
     if source is None or out is None:
@@ -142,7 +143,7 @@ def extract_cmd(
                                    codec=codec, jpeg_quality=jpeg_quality, workers=workers,
                                    ffmpeg_threads=ffmpeg_threads, commit_every=commit_every, batch=batch,
                                    shards=shards,
-                                   shard_index=None if shard_index is None else extract.parse_shard_index(shard_index))
+                                   shard_index=None if shard_index is None else shard_sets.parse_shard_index(shard_index))
     log = logging.getLogger("c4c.extract")
     with ui.progress(quiet, "videos") as bar:
         task = None

@@ -28,9 +28,9 @@ from c4c.atomic import write_json, write_text
 from c4c.choices import CODECS
 from c4c.datasets.records import check_video_id
 from c4c.errors import C4CError
-from c4c.video import shards, staging, store
+from c4c.video import layout, shards, staging
 # index_shards and parse_shard_index: `c4c extract --index DIR` and `--shard-index` call them through here
-from c4c.video.shards import index_shards, parse_shard_index, shard_set_state  # noqa: F401
+from c4c.video.shards import shard_set_state
 from c4c.video.workers import Job, Outcome, run_units, work_units
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def jobs_from_annotations(config: ExtractConfig) -> tuple[list[Job], list[Failur
     return jobs, failures
 
 
-def _validate(config: ExtractConfig) -> store.StoreSettings:
+def _validate(config: ExtractConfig) -> layout.StoreSettings:
     if config.codec not in CODECS:
         raise C4CError(f"unknown --codec {config.codec!r}; choose raw or jpeg")
     if config.fps <= 0:
@@ -190,21 +190,21 @@ def _validate(config: ExtractConfig) -> store.StoreSettings:
         raise C4CError("source not found", path=config.source)
     if config.shards < 0:
         raise C4CError(f"--shards must be 0 (one file) or more, got {config.shards}")
-    return store.StoreSettings(fps=config.fps, size=config.size, codec=config.codec,
+    return layout.StoreSettings(fps=config.fps, size=config.size, codec=config.codec,
                                jpeg_quality=config.jpeg_quality)
 
 
-def _open_or_create_store(out: Path, settings: store.StoreSettings) -> None:
+def _open_or_create_store(out: Path, settings: layout.StoreSettings) -> None:
     staging.remove_stale_merges(out)
     if out.exists():
-        have = store.read_settings(out)
+        have = layout.read_settings(out)
         if have != settings:
             raise C4CError(f"already holds frames extracted with {have.describe()}; this run asks "
                            f"{settings.describe()}",
                            path=out, hint="use the same settings to resume, or another --out")
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
-        store.create_store(out, settings)
+        layout.create_store(out, settings)
 
 
 def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = None,
@@ -292,7 +292,7 @@ def _summary_paths(out: Path, count: int, shard_index: tuple[int, ...] | None) -
     return out / f"{name}.failed.tsv", out / f"{name}.json"
 
 
-def _extract_pending(config: ExtractConfig, settings: store.StoreSettings, pending: list[Job],
+def _extract_pending(config: ExtractConfig, settings: layout.StoreSettings, pending: list[Job],
                      target_of: Callable[[str], Path], result: ExtractResult,
                      on_video: Callable[[Outcome], None] | None) -> None:
     """Decode ``pending`` into the parts folders of their stores, merging as configured."""

@@ -27,7 +27,7 @@ from c4c import __version__
 from c4c.atomic import write_json
 from c4c.choices import CODECS
 from c4c.errors import C4CError
-from c4c.video.store import StoreSettings, settings_from_attrs
+from c4c.video.layout import StoreSettings, settings_from_attrs
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from c4c.atomic import TEMP_MARK, atomic_path
 from c4c.errors import C4CError
-from c4c.video.store import StoreSettings, read_settings, settings_from_attrs, write_root, write_video
+from c4c.video.layout import StoreSettings, read_settings, settings_from_attrs, write_root, write_video
 
 log = logging.getLogger(__name__)
 

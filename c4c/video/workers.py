@@ -16,7 +16,7 @@ from typing import Callable
 
 from c4c.video.decode import VideoError, sample_videos
 from c4c.video.staging import write_part
-from c4c.video.store import StoreSettings
+from c4c.video.layout import StoreSettings
 
 log = logging.getLogger(__name__)
 
