@@ -30,6 +30,7 @@ CaptionTokenize = Literal["ptb", "simple", "none"]
 WhichCheckpoint = Literal["best", "latest"]
 SynthKind = Literal["retrieval", "howto"]
 Activation = Literal["auto", "quickgelu", "gelu"]
+ReportTo = Literal["none", "tensorboard", "wandb"]
 
 HEADS: tuple[str, ...] = get_args(Sim)
 LOOSE_HEADS: tuple[str, ...] = ("meanP", "seqLSTM", "seqTransf")
@@ -52,6 +53,7 @@ TIES: tuple[str, ...] = get_args(Ties)
 RERANKERS: tuple[str, ...] = get_args(Reranker)
 CAPTION_TOKENIZERS: tuple[str, ...] = get_args(CaptionTokenize)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+REPORTERS: tuple[str, ...] = get_args(ReportTo)
 
 # CLIP's image normalisation (open_clip's OPENAI_DATASET_MEAN / _STD), as plain numbers
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)

@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 LEGACY_CAPTION_FORMAT = "c4c-caption-run"
 TASKS = ("retrieval", "pretrain", "caption")
 # files a start that died before its first checkpoint may leave; a fresh run may reuse such a folder
-_START_FILES = {"config.json", "metrics.jsonl", "checkpoints"}
+_START_FILES = {"config.json", "metrics.jsonl", "checkpoints", "tensorboard", "wandb", "wandb-id"}
 
 
 @dataclass(frozen=True)

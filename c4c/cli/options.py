@@ -82,6 +82,7 @@ TRAINING: dict[str, object] = {
     "keep_checkpoints": _opt(int, "Step checkpoints kept (the newest).", LOOP),
     "log_every": _opt(int, "Optimiser steps between metrics.jsonl lines.", LOOP),
     "max_steps": _opt(Optional[int], "Stop after N optimiser steps (smoke runs; 0 saves the starting weights); --resume continues.", LOOP),
+    "report_to": _opt(choices.ReportTo, "Also send loss, lr, clips/s, each epoch's metrics and the config to TensorBoard (RUN/tensorboard/) or wandb.", LOOP),
     "eval_batch_size": _opt(int, "Clips per batch when evaluating.", LOOP),
     "max_words": _opt(int, "CLIP tokens per caption, SOT and EOT included.", CLIPS),
     "max_frames": _opt(int, "Frames per clip (the paper: 12; 64 for ActivityNet, DiDeMo).", CLIPS),
@@ -97,7 +98,7 @@ MODEL_OPTIONS = ("sim", "clip", "pretrained", "activation", "init", "clip_fp16",
                  "freeze_layers")
 OPTIM_OPTIONS = ("lr", "coef_lr", "weight_decay", "warmup", "schedule", "optimizer", "grad_clip")
 LOOP_OPTIONS = ("batch_size", "grad_accum", "amp", "seed", "workers", "device", "skip_missing", "resume",
-                "save_every", "keep_checkpoints", "log_every", "max_steps")
+                "save_every", "keep_checkpoints", "log_every", "max_steps", "report_to")
 CLIP_OPTIONS = ("max_words", "max_frames", "sampling")
 PAIR_OPTIONS = ("dataset", "ann", "frames", "out", "epochs", "fps", "train_order", "expand_sentences", "val_from_train", "allow_overlap",
                 "eval_batch_size")

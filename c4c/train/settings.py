@@ -55,6 +55,7 @@ class LoopSettings:
     keep_checkpoints: int = 2             # step checkpoints kept (the newest)
     log_every: int = 10                   # optimiser steps between metrics.jsonl lines
     max_steps: int | None = None          # stop after N optimiser steps (smoke runs); resumable
+    report_to: str = "none"               # none | tensorboard | wandb: also send the metrics there
 
 
 @dataclass(kw_only=True)
@@ -87,7 +88,8 @@ class PairSettings:
 
 # Options that may differ when a run is resumed: they change how it runs, not what it computes.
 MAY_CHANGE_ON_RESUME = frozenset({"resume", "workers", "device", "max_steps", "save_every", "keep_checkpoints",
-                                  "log_every", "eval_batch_size", "out", "ann", "frames", "init", "pretrained"})
+                                  "log_every", "eval_batch_size", "out", "ann", "frames", "init", "pretrained",
+                                  "report_to"})
 
 
 def field_names(*groups: type) -> list[str]:

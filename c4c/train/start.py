@@ -45,7 +45,7 @@ def validate_settings(cfg) -> None:
     for name, allowed in (("sim", choices.HEADS), ("patch", choices.PATCHES), ("amp", choices.AMPS),
                           ("schedule", choices.SCHEDULES), ("optimizer", choices.OPTIMIZERS),
                           ("sampling", choices.SAMPLINGS), ("train_order", choices.ORDERS),
-                          ("activation", choices.ACTIVATIONS)):
+                          ("activation", choices.ACTIVATIONS), ("report_to", choices.REPORTERS)):
         if name in names:
             _check_choice(getattr(cfg, name), allowed, name.replace("_", "-"))
     for name in ("epochs", "batch_size", "grad_accum", "max_words", "max_frames", "log_every", "eval_batch_size",
@@ -184,6 +184,18 @@ def make_trainer(cfg, start: RunStart, *, model, config: dict, dataset, sampler,
     config = {**config, "parameters": {"total": sum(p.numel() for p in model.parameters()), **frozen}}
     if dist.is_main and start.resumed_from is None:
         start.folder.write_config(config)
+    tracker = None
+    if dist.is_main and cfg.report_to != "none":
+        from c4c.train.tracking import Tracker
+
+        tracker = Tracker(cfg.report_to, start.folder.path, config)
+        forward = on_event
+
+        def on_event(record: dict) -> None:  # noqa: F811 - the tracker sees every record first
+            tracker.log(record)
+            if forward is not None:
+                forward(record)
+
     loop = LoopConfig(epochs=epochs, grad_clip=cfg.grad_clip, amp=start.amp, log_every=cfg.log_every,
                       save_every=cfg.save_every, keep_checkpoints=cfg.keep_checkpoints,
                       max_steps=cfg.max_steps if max_steps is None else max_steps, select_metric=select_metric)
@@ -191,6 +203,7 @@ def make_trainer(cfg, start: RunStart, *, model, config: dict, dataset, sampler,
                       sampler=sampler, local_batch=start.local_batch, collate=collate, workers=cfg.workers,
                       config=loop, run_dir=start.folder.path, dist_info=dist, step_fn=step_fn, evaluate=evaluate,
                       after_step=model.clamp_logit_scale, on_event=on_event, run_meta=run_meta)
+    trainer.tracker = tracker
     if start.resumed_from is not None:
         trainer.resume(start.resumed_from)
     return trainer
@@ -203,6 +216,8 @@ def fit(trainer):
     try:
         return trainer.fit()
     finally:
+        if getattr(trainer, "tracker", None) is not None:
+            trainer.tracker.close()
         cleanup()
 
 
