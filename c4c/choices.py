@@ -31,6 +31,7 @@ WhichCheckpoint = Literal["best", "latest"]
 SynthKind = Literal["retrieval", "howto"]
 Activation = Literal["auto", "quickgelu", "gelu"]
 ReportTo = Literal["none", "tensorboard", "wandb"]
+Reader = Literal["c4c", "reference"]
 
 HEADS: tuple[str, ...] = get_args(Sim)
 LOOSE_HEADS: tuple[str, ...] = ("meanP", "seqLSTM", "seqTransf")
@@ -54,6 +55,7 @@ RERANKERS: tuple[str, ...] = get_args(Reranker)
 CAPTION_TOKENIZERS: tuple[str, ...] = get_args(CaptionTokenize)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 REPORTERS: tuple[str, ...] = get_args(ReportTo)
+READERS: tuple[str, ...] = get_args(Reader)
 
 # CLIP's image normalisation (open_clip's OPENAI_DATASET_MEAN / _STD), as plain numbers
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)

@@ -79,6 +79,9 @@ def extract_cmd(
     codec: Annotated[choices.Codec, typer.Option(
         help="Frame storage: jpeg (about 6x smaller; see bench/README.md) or raw uint8.")] = "jpeg",
     jpeg_quality: Annotated[int, typer.Option(help="JPEG quality (1-100) with --codec jpeg.")] = 95,
+    reference_reader: Annotated[bool, typer.Option(
+        help="Frames exactly as the paper's code reads them: frame numbers k x int(source fps) (29.97 fps: 0, 29, "
+             "58, ...) and OpenCV + PIL bicubic pixels (the store records it; about 1.2-1.8x the decode time).")] = False,
     ffmpeg_threads: Annotated[int, typer.Option(help="Decoder threads per ffmpeg process; 0 = ffmpeg's own choice.")] = 0,
     commit_every: Annotated[int, typer.Option(
         help="Also merge finished videos into OUT after this many (0: at the end; finished videos are kept in "
@@ -140,7 +143,7 @@ def extract_cmd(
         raise C4CError("give SOURCE and --out (or --write-manifest DIR to write a shard set's manifest)")
     config = extract.ExtractConfig(source=source, out=out, videos_dir=videos, dataset=dataset,
                                    dataset_options=dataset_options(dataset, msrvtt_train), fps=fps, size=size,
-                                   codec=codec, jpeg_quality=jpeg_quality, workers=workers,
+                                   codec=codec, jpeg_quality=jpeg_quality, reference_reader=reference_reader, workers=workers,
                                    ffmpeg_threads=ffmpeg_threads, commit_every=commit_every, batch=batch,
                                    shards=shards,
                                    shard_index=None if shard_index is None else shard_sets.parse_shard_index(shard_index))

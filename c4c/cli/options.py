@@ -35,6 +35,9 @@ SplitOpt = Annotated[choices.Split, typer.Option(help="Split of the annotations:
 MsrvttTrain = Annotated[Optional[choices.MsrvttTrain], typer.Option(
     help="MSR-VTT training split: 9k, 7k or full (the 6,513/497/2,990 captioning split) "
          "[default: 9k for retrieval, full for captioning].")]
+ActivityNetVal2 = Annotated[bool, typer.Option(
+    "--activitynet-val2-as-val", help="ActivityNet: read val_2.json as the val split. Every one of its videos is also "
+                                      "in val_1, the test split, so selecting on it sees test videos.")]
 Checkpoint = Annotated[str, typer.Option(help="Weights of the run: best (falls back to the newest), latest, "
                                               "or a checkpoint folder.")]
 SkipMissing = Annotated[bool, typer.Option(help="Drop annotated videos that are not in the frame store "

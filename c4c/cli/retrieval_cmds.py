@@ -22,6 +22,7 @@ def encode_cmd(
     ann: opt.Ann = None,
     split: opt.SplitOpt = "test",
     msrvtt_train: opt.MsrvttTrain = None,
+    activitynet_val2: opt.ActivityNetVal2 = False,
     checkpoint: opt.Checkpoint = "best",
     max_words: Annotated[Optional[int], typer.Option(help="CLIP tokens per caption [default: as the run was trained].")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Frames per clip [default: as the run was trained].")] = None,
@@ -52,7 +53,8 @@ def encode_cmd(
 
     ui.setup_logging(quiet)
     cfg = encode.EncodeConfig(run=run, frames=frames, out=out, dataset=dataset, ann=ann, split=split,
-                              dataset_options=dataset_options(dataset, msrvtt_train), checkpoint=checkpoint,
+                              dataset_options=dataset_options(dataset, msrvtt_train, activitynet_val2=activitynet_val2),
+                              checkpoint=checkpoint,
                               max_words=max_words, max_frames=max_frames, sampling=sampling, fps=fps,
                               batch_size=batch_size, device=device, amp=amp, workers=workers,
                               skip_missing=skip_missing, overwrite=overwrite)

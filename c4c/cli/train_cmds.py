@@ -62,6 +62,7 @@ def _retrieval_rows(result) -> list:
 def finetune_cmd(
     ctx: typer.Context,
     msrvtt_train: opt.MsrvttTrain = None,
+    activitynet_val2: opt.ActivityNetVal2 = False,
     select_on: Annotated[choices.SelectOn, typer.Option(
         help="Model selection split: val, test (the reference's protocol: optimistic) or last.")] = "val",
     quiet: opt.Quiet = False,
@@ -88,7 +89,8 @@ def finetune_cmd(
 
     ui.setup_logging(quiet)
     values = fill_from_saved_run(ctx, FinetuneConfig, {
-        **settings, "select_on": select_on, "dataset_options": dataset_options(settings["dataset"], msrvtt_train)})
+        **settings, "select_on": select_on, "dataset_options": dataset_options(settings["dataset"], msrvtt_train,
+                                                                     activitynet_val2=activitynet_val2)})
     cfg = FinetuneConfig(**opt.config_fields(FinetuneConfig, values))
     _train(finetune.run, cfg, quiet, "c4c finetune", _retrieval_rows)
 
@@ -157,6 +159,7 @@ def pretrain_cmd(
 def caption_train_cmd(
     ctx: typer.Context,
     msrvtt_train: opt.MsrvttTrain = None,
+    activitynet_val2: opt.ActivityNetVal2 = False,
     retrieval_loss_weight: Annotated[float, typer.Option(
         help="W in loss = caption + W x retrieval (the paper's joint loss: 1); 0 trains the caption loss alone.")] = 1.0,
     decoder_layers: Annotated[int, typer.Option(help="Caption decoder layers (UniVL: 3).")] = 3,
@@ -187,7 +190,8 @@ def caption_train_cmd(
     ui.setup_logging(quiet)
     values = fill_from_saved_run(ctx, CaptionTrainConfig, {
         **settings, "select_on": select_on,
-        "dataset_options": dataset_options(settings["dataset"], msrvtt_train, task="caption"),
+        "dataset_options": dataset_options(settings["dataset"], msrvtt_train, task="caption",
+                                           activitynet_val2=activitynet_val2),
         "retrieval_loss_weight": retrieval_loss_weight, "decoder_layers": decoder_layers,
         "decoder_heads": decoder_heads, "decoder_dropout": decoder_dropout})
     cfg = CaptionTrainConfig(**opt.config_fields(CaptionTrainConfig, values))

@@ -56,14 +56,11 @@ def resolve_spec(settings, decoder: dict | None = None) -> ModelSpec:
 def build_model(spec: ModelSpec, device: str = "cpu", init: Path | None = None):
     """``(model, BackboneInfo, spec with the activation resolved)``; ``init``: a run or checkpoint folder
     whose weights are loaded (CLIP and head; a caption decoder too when the shapes match)."""
-    from c4c.model.backbone import build_clip, set_activation, uses_quick_gelu
+    from c4c.model.backbone import build_clip
     from c4c.model.clip4clip import CLIP4Clip
 
-    clip, info = build_clip(spec.clip, spec.pretrained, fp16_weights=spec.clip_fp16)
-    if spec.activation in ("quickgelu", "gelu"):
-        set_activation(clip, spec.activation == "quickgelu")
-    info = replace(info, quick_gelu=uses_quick_gelu(clip))
-    spec = replace(spec, activation="quickgelu" if info.quick_gelu else "gelu")
+    clip, info = build_clip(spec.clip, spec.pretrained, fp16_weights=spec.clip_fp16, activation=spec.activation)
+    spec = replace(spec, activation=info.activation)
     if spec.decoder is not None:
         from c4c.model.decoder import CaptionModel, DecoderConfig
 

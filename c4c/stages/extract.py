@@ -53,6 +53,7 @@ class ExtractConfig:
     size: int = 224                   # short side resized to this, then centre crop size x size
     codec: str = "jpeg"               # raw | jpeg (see bench/README.md for the trade-off)
     jpeg_quality: int = 95
+    reference_reader: bool = False    # the paper's frame numbers (integer fps) and pixels (OpenCV + PIL)
     workers: int = 2                  # ffmpeg decoding processes running at once
     ffmpeg_threads: int = 0           # decoder threads per ffmpeg process; 0: ffmpeg's own choice
     commit_every: int = 0             # also merge into the store after this many videos; 0: at the end
@@ -190,8 +191,12 @@ def _validate(config: ExtractConfig) -> layout.StoreSettings:
         raise C4CError("source not found", path=config.source)
     if config.shards < 0:
         raise C4CError(f"--shards must be 0 (one file) or more, got {config.shards}")
+    reader = "reference" if config.reference_reader else "c4c"
+    if reader == "reference" and not float(config.fps).is_integer():
+        raise C4CError(f"--reference-reader samples a whole number of frames per second, not --fps {config.fps:g}",
+                       hint="use --fps 1, as the paper")
     return layout.StoreSettings(fps=config.fps, size=config.size, codec=config.codec,
-                               jpeg_quality=config.jpeg_quality)
+                               jpeg_quality=config.jpeg_quality, reader=reader)
 
 
 def _open_or_create_store(out: Path, settings: layout.StoreSettings) -> None:

@@ -12,12 +12,16 @@ from c4c.errors import C4CError
 log = logging.getLogger(__name__)
 
 
-def dataset_options(dataset: str | None, msrvtt_train: str | None, *, task: str = "retrieval") -> dict:
+def dataset_options(dataset: str | None, msrvtt_train: str | None, *, task: str = "retrieval",
+                    activitynet_val2: bool = False) -> dict:
     """Reader options of the command line: MSR-VTT's training split (default 9k for retrieval, full, the
-    6,513 / 497 / 2,990 captioning split, for captions); nothing for other datasets."""
-    if dataset != "msrvtt":
-        return {}
-    return {"msrvtt_train": msrvtt_train or ("full" if task == "caption" else "9k")}
+    6,513 / 497 / 2,990 captioning split, for captions); for ActivityNet, whether val_2.json is read as
+    the val split (all its videos are test videos, so it is off by default)."""
+    if dataset == "msrvtt":
+        return {"msrvtt_train": msrvtt_train or ("full" if task == "caption" else "9k")}
+    if dataset == "activitynet" and activitynet_val2:
+        return {"val2_as_val": True}
+    return {}
 
 
 @dataclass

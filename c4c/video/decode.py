@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from c4c.choices import READERS  # c4c (true times, ffmpeg scaling) | reference (see above)
 from c4c.errors import C4CError
 from c4c.video.ffmpeg_bin import ffmpeg_exe
 
@@ -41,9 +42,6 @@ _ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
 _PTS_TIME = re.compile(r"\bn:\s*\d+ pts:\s*-?\d+ pts_time:(-?[\d.e+-]+)")
 _SHOWINFO_SIZE = re.compile(r"\bn:\s*\d+ pts:.*?\bs:(\d+)x(\d+)")
 
-READERS: tuple[str, ...] = ("c4c", "reference")
-"""Frame readers: ``c4c`` (true sampling times, ffmpeg scaling) or ``reference`` (the reference's
-integer-fps frame numbers and OpenCV + PIL pixels); see the module docstring."""
 _SHOWINFO_LINE = re.compile(r"\[Parsed_showinfo_(\d+) @[^\]]*\].*?\bn:\s*\d+ pts:\s*-?\d+ pts_time:(-?[\d.e+-]+)")
 
 

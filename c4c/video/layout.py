@@ -12,7 +12,7 @@ import numpy as np
 
 from c4c import __version__
 from c4c.atomic import atomic_path
-from c4c.choices import CODECS
+from c4c.choices import CODECS, READERS
 from c4c.errors import C4CError
 
 
@@ -28,6 +28,7 @@ class StoreSettings:
     size: int = 224
     codec: str = "jpeg"
     jpeg_quality: int = 95
+    reader: str = "c4c"               # c4c (true sampling times) | reference (the paper's reader, exactly)
 
     def __post_init__(self) -> None:
         if self.codec != "jpeg":  # quality means nothing for raw frames; keep comparisons honest
@@ -36,11 +37,12 @@ class StoreSettings:
     def describe(self) -> str:
         """``fps=1 size=224 codec=jpeg (quality 95)``, for messages."""
         text = f"fps={self.fps:g} size={self.size} codec={self.codec}"
-        return text + (f" (quality {self.jpeg_quality})" if self.codec == "jpeg" else "")
+        text += f" (quality {self.jpeg_quality})" if self.codec == "jpeg" else ""
+        return text + (" reader=reference" if self.reader == "reference" else "")
 
     def as_attrs(self) -> dict:
         return {"fps": float(self.fps), "size": int(self.size), "codec": self.codec,
-                "jpeg_quality": int(self.jpeg_quality)}
+                "jpeg_quality": int(self.jpeg_quality), "reader": self.reader}
 
 
 def _h5py():  # imported on first use: `import c4c` stays fast
@@ -119,5 +121,8 @@ def settings_from_attrs(f, path: Path) -> StoreSettings:
     codec = str(attrs["codec"])
     if codec not in CODECS:
         raise C4CError(f"unknown frame codec {codec!r}", path=path)
+    reader = str(attrs.get("reader", "c4c"))  # stores written before the attribute used the c4c reader
+    if reader not in READERS:
+        raise C4CError(f"unknown frame reader {reader!r}", path=path)
     return StoreSettings(fps=float(attrs["fps"]), size=int(attrs["size"]), codec=codec,
-                         jpeg_quality=int(attrs.get("jpeg_quality", 0)))
+                         jpeg_quality=int(attrs.get("jpeg_quality", 0)), reader=reader)

@@ -175,7 +175,7 @@ def read_manifest(path: str | Path) -> ShardSet:
     try:
         raw = data["settings"]
         settings = StoreSettings(fps=float(raw["fps"]), size=int(raw["size"]), codec=str(raw["codec"]),
-                                 jpeg_quality=int(raw.get("jpeg_quality", 0)))
+                                 jpeg_quality=int(raw.get("jpeg_quality", 0)), reader=str(raw.get("reader", "c4c")))
         entries = list(data["shards"])
         count = int(data["num_shards"])
         if settings.codec not in CODECS:

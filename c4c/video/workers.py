@@ -49,7 +49,8 @@ def extract_unit(jobs: Unit, parts_dir: str, settings: StoreSettings,
     """Decode a few videos with one ffmpeg process and stage each as a part file (runs in a worker thread)."""
     try:
         samples = sample_videos([path for _, path in jobs], fps=settings.fps, size=settings.size,
-                                codec=settings.codec, jpeg_quality=settings.jpeg_quality, threads=threads)
+                                codec=settings.codec, jpeg_quality=settings.jpeg_quality, threads=threads,
+                                reader=settings.reader)
     except Exception as exc:  # a bug or an OS error must not stop the batch; it is reported
         log.exception("unexpected error on %s", [p for _, p in jobs])
         return [Outcome(v, p, ok=False, reason=f"unexpected error: {type(exc).__name__}: {exc}") for v, p in jobs]
