@@ -1,5 +1,5 @@
-"""`python -m c4c.mini`: Pillow charts, the report's tables and answers, result bookkeeping, and (slow) a
-quick end-to-end run that a rerun resumes without training again."""
+"""`python -m c4c.mini`: matplotlib charts, the report's tables and answers (ties, one seed, one arm, diverged
+seeds), result bookkeeping, and (slow) a quick end-to-end run that a rerun resumes without training again."""
 
 from __future__ import annotations
 
@@ -24,11 +24,47 @@ def colours_in(path: Path) -> set[tuple[int, int, int]]:
         return {c for _, c in image.convert("RGB").getcolors(maxcolors=1 << 20)}
 
 
-def pixels_of(path: Path, colour: tuple[int, int, int]) -> np.ndarray:
-    """Boolean mask [H, W] of the pixels exactly ``colour``."""
-    with Image.open(path) as image:
-        rgb = np.asarray(image.convert("RGB"))
-    return np.all(rgb == np.array(colour, dtype=np.uint8), axis=-1)
+def cycle_colour(i: int) -> tuple[int, int, int]:
+    """The RGB of matplotlib's ``Ci`` (a bar's solid inside has exactly it)."""
+    from matplotlib.colors import to_rgb
+
+    return tuple(round(255 * c) for c in to_rgb(f"C{i}"))
+
+
+def drawn(fig):
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def error_bar_lengths(ax) -> list[float]:
+    """The vertical extent (data units) of each error bar of ``ax``, left to right."""
+    from matplotlib.collections import LineCollection
+
+    segments = [seg for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()]
+    vertical = sorted((seg[0][0], abs(seg[1][1] - seg[0][1])) for seg in segments if seg[0][0] == seg[1][0])
+    return [length for _, length in vertical]
+
+
+def texts_crossed_by(fig, line) -> list[str]:
+    """The texts of ``fig`` whose box the horizontal ``line`` passes through."""
+    from matplotlib.text import Text
+
+    renderer = drawn(fig)
+    ax = line.axes
+    y = ax.transData.transform((0.0, line.get_ydata()[0]))[1]
+    left, right = ax.get_window_extent(renderer).x0, ax.get_window_extent(renderer).x1
+    crossed = []
+    for text in fig.findobj(Text):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        box = text.get_window_extent(renderer)
+        if box.y0 <= y <= box.y1 and box.x1 >= left and box.x0 <= right:
+            crossed.append(text.get_text())
+    return crossed
+
+
+def legend_texts(fig) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
 
 
 # --- plot ---------------------------------------------------------------------------------------------
@@ -41,77 +77,96 @@ def test_bar_chart_is_a_png_of_the_requested_size(tmp_path):
         image.verify()
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size == (640, 360)
+    assert [p.name for p in tmp_path.iterdir()] == ["bars.png"]  # no temp file left
 
 
-def test_bar_chart_draws_one_palette_colour_per_bar(tmp_path):
+def test_bars_are_as_high_as_the_means_one_colour_each(tmp_path):
+    fig = plot.bar_figure(["meanP", "seqLSTM", "seqTransf"], [10.0, 20.0, 15.0], [1.0, 2.0, 1.5],
+                          counts=[3, 3, 3], title="R@1 per head", ylabel="R@1")
+    (ax,) = fig.axes
+    bars = ax.patches
+    assert [b.get_height() for b in bars] == [10.0, 20.0, 15.0]
+    assert len({b.get_facecolor() for b in bars}) == 3
     path = plot.bar_chart(tmp_path / "bars.png", ["meanP", "seqLSTM", "seqTransf"], [10.0, 20.0, 15.0],
                           [1.0, 2.0, 1.5], title="R@1 per head", ylabel="R@1")
-    present = colours_in(path)
-    assert all(plot.PALETTE[i] in present for i in range(3))
-    assert not any(plot.PALETTE[i] in present for i in range(3, len(plot.PALETTE)))
+    assert {cycle_colour(i) for i in range(3)} <= colours_in(path)
 
 
-def test_bar_heights_are_proportional_to_the_means(tmp_path):
-    path = plot.bar_chart(tmp_path / "bars.png", ["a", "b", "c"], [10.0, 20.0, 40.0], None, title="t", ylabel="y",
-                          values=False)
-    heights = [pixels_of(path, plot.PALETTE[i]).any(axis=1).sum() for i in range(3)]
-    assert heights[1] == pytest.approx(2 * heights[0], abs=2)
-    assert heights[2] == pytest.approx(4 * heights[0], abs=3)
+def test_error_bars_span_twice_the_std():
+    fig = plot.bar_figure(["a", "b"], [20.0, 20.0], [2.0, 4.0], counts=[3, 3], title="t", ylabel="y")
+    assert error_bar_lengths(fig.axes[0]) == pytest.approx([4.0, 8.0])
+    assert "± 1 std over seeds" in legend_texts(fig)
 
 
-def test_error_bars_span_twice_the_std(tmp_path):
-    path = plot.bar_chart(tmp_path / "bars.png", ["a", "b"], [20.0, 20.0], [2.0, 4.0], title="t", ylabel="y",
-                          values=False)
-    black = pixels_of(path, plot.ERROR)
-    spans = []
-    for i in range(2):
-        columns = np.flatnonzero(pixels_of(path, plot.PALETTE[i]).any(axis=0))
-        centre = (columns[0] + columns[-1]) // 2
-        rows = np.flatnonzero(black[:, centre])
-        spans.append(rows[-1] - rows[0])
-    assert spans[1] == pytest.approx(2 * spans[0], rel=0.05)  # up to the caps' thickness
+def test_value_labels_are_mean_std_or_the_single_value():
+    assert plot.value_label(10.0, 2.0, 3, 3) == "10.0 ± 2.0"
+    assert plot.value_label(10.0, 0.0, 1, 1) == "10.0"                 # one seed: no ± 0.0
+    assert plot.value_label(10.0, 0.0, 1, 3) == "10.0 (n = 1)"         # one of three seeds finished
+    assert plot.value_label(10.0, 2.0, 2, 3) == "10.0 ± 2.0 (n = 2)"
+    assert plot.value_label(10.0, 0.0, 1) == "10.0 (n = 1)"            # how many there should be: unknown
+    assert plot.value_label(70.0, 10.0, 3, 3, unit="%") == "70.0 ± 10.0%"
 
 
-def test_line_chart_draws_one_palette_colour_per_series(tmp_path):
+def test_a_single_seed_has_no_error_bar_and_no_plus_minus():
+    fig = plot.bar_figure(["a", "b"], [10.0, 30.0], [0.0, 0.0], counts=[1, 1], title="t (1 seed, n = 1)",
+                          ylabel="y")
+    (ax,) = fig.axes
+    assert error_bar_lengths(ax) == []
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a\n10.0", "b\n30.0"]
+    assert "± 1 std over seeds" not in legend_texts(fig)
+
+
+def test_a_bar_with_fewer_seeds_says_so_and_has_no_error_bar_when_single():
+    fig = plot.bar_figure(["a", "b", "c"], [10.0, 30.0, 20.0], [1.0, 0.0, 2.0], counts=[3, 1, 2], title="t",
+                          ylabel="y")
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a\n10.0 ± 1.0", "b\n30.0 (n = 1)",
+                                                            "c\n20.0 ± 2.0 (n = 2)"]
+    assert error_bar_lengths(ax) == pytest.approx([2.0, 4.0])
+
+
+@pytest.mark.parametrize("means, reference", [([50.0, 52.0, 58.0, 49.0], (50.0, "order-blind = 50%")),
+                                               ([2.0, 20.0, 1.0], (2.5, "chance R@1 = 2.5%"))])
+def test_the_reference_line_is_in_the_legend_and_crosses_no_text(means, reference):
+    fig = plot.bar_figure([f"arm{i}" for i in range(len(means))], means, [3.0] * len(means),
+                          counts=[3] * len(means), title="t", ylabel="y", reference=reference)
+    (ax,) = fig.axes
+    line = next(line for line in ax.lines if line.get_label() == reference[1])
+    assert reference[1] in legend_texts(fig)
+    assert texts_crossed_by(fig, line) == []
+
+
+def test_line_chart_draws_one_colour_per_series_and_a_band_for_the_spread(tmp_path):
+    from matplotlib.collections import PolyCollection
+
     series = [plot.Series("a", [1, 2, 3], [3.0, 2.0, 1.5], [0.1, 0.1, 0.1]),
-              plot.Series("b", [1, 2, 3], [2.5, 1.5, 1.0], [0.2, 0.2, 0.2])]
+              plot.Series("b", [1, 2, 3], [2.5, 1.5, 1.0], [0.0, 0.0, 0.0])]
+    fig = plot.line_figure(series, title="loss", xlabel="step", ylabel="loss")
+    (ax,) = fig.axes
+    lines = [line for line in ax.lines if line.get_label() in ("a", "b")]
+    assert [line.get_color() for line in lines] == ["C0", "C1"]
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection) and len(c.get_paths())]
+    assert len(bands) == 1  # series b has no spread (one seed)
+    assert legend_texts(fig) == ["a", "b", "± 1 std over seeds"]
     path = plot.line_chart(tmp_path / "lines.png", series, title="loss", xlabel="step", ylabel="loss",
                            size=(500, 300))
-    present = colours_in(path)
     with Image.open(path) as image:
         assert image.size == (500, 300)
-    assert plot.PALETTE[0] in present and plot.PALETTE[1] in present
-    assert not any(plot.PALETTE[i] in present for i in range(2, len(plot.PALETTE)))
 
 
-def test_line_chart_puts_flat_lines_at_their_values(tmp_path):
-    series = [plot.Series("two", [0, 10], [2.0, 2.0]), plot.Series("four", [0, 10], [4.0, 4.0])]
-    size = (600, 400)
-    path = plot.line_chart(tmp_path / "flat.png", series, title="t", xlabel="x", ylabel="y", size=size, ymin=0.0)
-    axis = size[1] - plot.MARGIN["bottom"]  # the row of y = 0
-    rows = []
-    for i in range(2):
-        mask = pixels_of(path, plot.PALETTE[i])
-        mask[: plot.MARGIN["top"] + 20] = False  # leave out the legend squares
-        rows.append(np.median(np.flatnonzero(mask.any(axis=1))))
-    assert axis - rows[1] == pytest.approx(2 * (axis - rows[0]), abs=2)
-
-
-def test_log_x_chart_spaces_decades_evenly(tmp_path):
+def test_log_x_chart_spaces_decades_evenly_with_a_label_per_value():
     series = [plot.Series("R@1", [1e-4, 1e-3, 1e-2], [5.0, 5.0, 5.0], [1.0, 1.0, 1.0])]
-    path = plot.line_chart(tmp_path / "lr.png", series, title="t", xlabel="lr", ylabel="R@1", log_x=True,
-                           errors="bars", ymin=0.0)
-    black = pixels_of(path, plot.ERROR)
-    tall = np.flatnonzero(black.sum(axis=0) > 10)  # the three error bars' vertical strokes
-    assert len(tall) == 3
-    assert tall[1] - tall[0] == pytest.approx(tall[2] - tall[1], abs=1)
-
-
-def test_nice_ticks_are_round_and_cover_the_range():
-    assert plot.nice_ticks(0.0, 23.0) == [0.0, 10.0, 20.0, 30.0]  # about 5 ticks: 23 / 4 rounds up to 10
-    assert plot.nice_ticks(0.0, 23.0, count=6) == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
-    assert plot.nice_ticks(1.2, 3.4) == [1.0, 2.0, 3.0, 4.0]
-    assert plot.nice_ticks(1.2, 3.4, count=10) == pytest.approx([1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
+    fig = plot.line_figure(series, title="t", xlabel="lr", ylabel="R@1", log_x=True, errors="bars", ymin=0.0,
+                           x_labels=["1e-4\n5.0 ± 1.0", "1e-3\n5.0 ± 1.0", "1e-2\n5.0 ± 1.0"],
+                           reference=(2.5, "chance"))
+    (ax,) = fig.axes
+    drawn(fig)
+    x = [ax.transData.transform((v, 0.0))[0] for v in (1e-4, 1e-3, 1e-2)]
+    assert x[1] - x[0] == pytest.approx(x[2] - x[1], abs=0.5)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1e-4\n5.0 ± 1.0", "1e-3\n5.0 ± 1.0", "1e-2\n5.0 ± 1.0"]
+    assert error_bar_lengths(ax) == pytest.approx([2.0, 2.0, 2.0])
+    assert ax.get_ylim()[0] <= 0.0
+    assert texts_crossed_by(fig, next(line for line in ax.lines if line.get_label() == "chance")) == []
 
 
 def test_plots_refuse_bad_input(tmp_path):
@@ -120,9 +175,14 @@ def test_plots_refuse_bad_input(tmp_path):
     with pytest.raises(C4CError):
         plot.line_chart(tmp_path / "x.png", [plot.Series("a", [1, 2], [1.0])], title="t", xlabel="x", ylabel="y")
     with pytest.raises(C4CError):
+        plot.line_chart(tmp_path / "x.png", [plot.Series("a", [0, 1], [1.0, 2.0])], title="t", xlabel="x",
+                        ylabel="y", log_x=True)
+    with pytest.raises(C4CError):
         plot.bar_chart(tmp_path / "x.png", ["a", "b"], [1.0], title="t", ylabel="y")
     with pytest.raises(C4CError):
         plot.bar_chart(tmp_path / "x.png", ["a"], [float("nan")], title="t", ylabel="y")
+    with pytest.raises(C4CError):
+        plot.bar_chart(tmp_path / "x.png", ["a"], [1.0], title="t", ylabel="y", size=(100, 100))
     assert not list(tmp_path.iterdir())
 
 
@@ -249,6 +309,132 @@ def test_lr_answer_reports_the_range_over_decades():
                                  "21.0 ± 1.4 (lr 0.001), +18.0 for the best, higher in 2/2 seeds.")
 
 
+def _diverging(experiment: str, arm: str, values: list[float | None]) -> list[dict]:
+    """Results of ``arm`` seed by seed; ``None``: that seed diverged."""
+    return [_result(experiment, arm, s, v) if v is not None else
+            dict(_result(experiment, arm, s, 1.0), test=None, diverged="the loss became nan at step 3")
+            for s, v in enumerate(values)]
+
+
+def _answer_of(key: str, results: dict[str, list[dict]]) -> str:
+    return report.answer(scoring.summarise(_experiment(CFG, key), results))
+
+
+def test_tied_learning_rates_are_not_read_as_a_single_arm():
+    # the quick run's case: two lrs, one seed, the same R@1
+    answer = _section(_experiment(CFG, "lr"), {"lr0.0001": [25.0], "lr0.001": [25.0]})["answer"]
+    assert answer == ("Not measurably: every learning rate with results has the same mean R@1 "
+                      "(lr 0.0001 25.0, lr 0.001 25.0).")
+
+
+def test_learning_rates_tied_for_best_are_all_named():
+    answer = _section(_experiment(CFG, "lr"), {"lr0.0001": [25.0, 20.0], "lr0.001": [22.0, 23.0],
+                                               "lr0.01": [5.0, 6.0]})["answer"]
+    assert answer == ("Yes: over 2 decades of learning rate R@1 goes from 5.5 ± 0.7 (lr 0.01) to 22.5 "
+                      "(lr 0.0001 22.5 ± 3.5, lr 0.001 22.5 ± 0.7), +17.0 for the best, higher in 2/2 seeds.")
+
+
+def test_lr_arms_without_a_common_seed_are_not_compared():
+    answer = _answer_of("lr", {"lr0.0001": _diverging("lr", "lr0.0001", [10.0, None]),
+                               "lr0.001": _diverging("lr", "lr0.001", [None, 20.0])})
+    assert answer == ("Not yet comparable: over 1 decade of learning rate R@1 goes from 10.0 (lr 0.0001, n = 1) to "
+                      "20.0 (lr 0.001, n = 1), but no seed has results at both.")
+
+
+def test_a_lone_arm_is_the_only_one_and_the_diverged_ones_are_named():
+    answer = _answer_of("lr", {"lr0.0001": _diverging("lr", "lr0.0001", [None, None]),
+                               "lr0.001": _diverging("lr", "lr0.001", [20.0, 22.0])})
+    assert answer == ("Only lr 0.001 has results so far (R@1 21.0 ± 1.4). "
+                      "No results for lr 0.0001: every seed diverged.")
+
+
+def test_every_run_diverged():
+    answer = _answer_of("lr", {"lr0.0001": _diverging("lr", "lr0.0001", [None]),
+                               "lr0.001": _diverging("lr", "lr0.001", [None])})
+    assert answer == "No results: every run diverged."
+
+
+def test_arms_equal_in_every_seed_make_no_difference():
+    section = _section(_experiment(CFG, "image_text"), {"random": [10.0, 12.0], "image": [10.0, 12.0]})
+    assert section["answer"] == ("No difference: +0.0 R@1 (image-text pretrained vs random init), higher in 0/2 "
+                                 "seeds, equal in 2.")
+
+
+def test_a_compared_arm_without_results_is_named_with_the_reason():
+    answer = _answer_of("image_text", {"random": _diverging("image_text", "random", [None, None]),
+                                       "image": _diverging("image_text", "image", [20.0, 22.0])})
+    assert answer == ("Only image-text pretrained has results so far (R@1 21.0 ± 1.4); random init: every seed "
+                      "diverged.")
+
+
+def test_sampling_arms_tied_for_best_share_it():
+    section = _section(_experiment(CFG, "sampling"), {"head": [20.0, 19.0], "tail": [19.5, 19.5],
+                                                     "uniform": [10.0, 11.0]},
+                       {"head": [50.0, 50.0], "tail": [60.0, 70.0], "uniform": [50.0, 50.0]})
+    assert section["answer"].startswith("Head and tail sampling tie for the best R@1, 19.5 (head 19.5 ± 0.7, "
+                                        "tail 19.5 ± 0.0); head is +9.0 over uniform (higher in 2/2 seeds); ")
+
+
+def test_sampling_arms_all_equal_with_one_seed():
+    section = _section(_experiment(CFG, "sampling"), {"head": [20.0], "tail": [20.0], "uniform": [20.0]},
+                       {"head": [50.0], "tail": [60.0], "uniform": [50.0]})
+    assert section["answer"] == ("No sampling is better than another: every one has the same mean R@1 (head 20.0, "
+                                 "tail 20.0, uniform 20.0); own video above its time reversal: head 50.0%, "
+                                 "tail 60.0%, uniform 50.0% (order-blind 50 ± 10.0).")
+
+
+def test_heads_tied_at_order_and_at_r1_are_all_named():
+    values = {"meanP": [20.0, 20.0], "seqLSTM": [21.0, 19.0], "seqTransf": [15.0, 15.0], "tightTransf": [10.0, 10.0]}
+    twins = {"meanP": [50.0, 50.0], "seqLSTM": [90.0, 95.0], "seqTransf": [95.0, 90.0], "tightTransf": [50.0, 50.0]}
+    answer = _section(_experiment(CFG, "heads"), values, twins)["answer"]
+    assert answer.startswith("seqLSTM and seqTransf order best, tied: their captions score their own video above "
+                             "the time-reversed twin 92.5% (seqLSTM 92.5 ± 3.5%, seqTransf 92.5 ± 3.5%) of the time")
+    assert answer.endswith("; meanP and seqLSTM share the best R@1, 20.0 (meanP 20.0 ± 0.0, seqLSTM 20.0 ± 1.4).")
+
+
+def test_a_head_above_chance_without_meanp_is_not_called_chance():
+    results = {"meanP": _diverging("heads", "meanP", [None]),
+               "seqLSTM": [_result("heads", "seqLSTM", 0, 25.0, 90.0)],
+               "seqTransf": [_result("heads", "seqTransf", 0, 20.0, 60.0)]}
+    assert _answer_of("heads", results) == (
+        "seqLSTM orders best: its captions score their own video above the time-reversed twin 90.0% of the time "
+        "(order-blind 50 ± 10.0); meanP has no twin accuracy to compare with; the best R@1 is seqLSTM's 25.0. "
+        "No results for meanP: its run diverged.")
+
+
+def test_meanp_leading_at_order_is_said_plainly():
+    section = _section(_experiment(CFG, "heads"), {"meanP": [20.0], "seqLSTM": [20.0]},
+                       {"meanP": [80.0], "seqLSTM": [70.0]})
+    assert section["answer"] == ("No head orders better than meanP: the best twin accuracy, above a coin flip "
+                                 "(order-blind 50 ± 10.0), is meanP's 80.0%; every head has the same mean R@1, "
+                                 "20.0 (meanP 20.0, seqLSTM 20.0).")
+
+
+def test_one_seed_shows_single_values_without_plus_minus():
+    sections = [_section(_experiment(CFG, "image_text"), {"random": [8.0], "image": [20.0]}),
+                _section(_experiment(CFG, "patch"), {"2d": [20.0], "3d": [25.0]}, {"2d": [50.0], "3d": [80.0]})]
+    text = report.render(dict(_summary(sections), seeds=1))
+    assert "a single seed (n = 1)" in text
+    assert "| random init | 8.0 | 38.0 | 12.5 | - | 8.0 |" in text
+    assert "**Answer.** Yes: +12.0 R@1 (image-text pretrained vs random init), higher in 1/1 seeds." in text
+    assert "**Answer.** Yes: +5.0 R@1 (3d vs 2d), higher in 1/1 seeds; own video above its time reversal: 2d 50.0%, " \
+           "3d 80.0% (order-blind 50 ± 10.0)." in text
+    tables_and_answers = [line for line in text.splitlines() if line.startswith(("|", "**Answer."))]
+    assert not any("± 0.0" in line for line in tables_and_answers)
+
+
+def test_write_with_one_seed_makes_every_chart(tmp_path):
+    sections = [_section(_experiment(CFG, "heads"), {h: [20.0 + i] for i, h in enumerate(mini_config.HEADS)},
+                         {h: [50.0 + i] for i, h in enumerate(mini_config.HEADS)}),
+                _section(_experiment(CFG, "lr"), {"lr0.0001": [25.0], "lr0.001": [25.0]})]
+    path = report.write(tmp_path, dict(_summary(sections), seeds=1))
+    linked = [line[line.index("(") + 1:-1] for line in path.read_text().splitlines() if line.startswith("![")]
+    assert sorted(linked) == ["curves-heads.png", "curves-lr.png", "r1-heads.png", "r1-lr.png", "twin-heads.png"]
+    for name in linked:
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "PNG" and image.size == (800, 450)
+
+
 def _summary(sections: list[dict]) -> dict:
     cfg = MiniConfig(out=Path("unused"), lrs=(1e-4, 1e-3, 1e-2))
     return {"settings": cfg.settings(), "seeds": 3, "test_videos": 40, "chance_R@1": 2.5, "order_pairs_in_test": 5,
@@ -290,7 +476,7 @@ def test_write_makes_the_report_and_the_charts_it_links(tmp_path):
     for name in linked:
         with Image.open(tmp_path / name) as image:
             assert image.format == "PNG"
-    assert all(plot.PALETTE[i] in colours_in(tmp_path / "r1-heads.png") for i in range(4))
+    assert {cycle_colour(i) for i in range(4)} <= colours_in(tmp_path / "r1-heads.png")
 
 
 # --- evaluation and bookkeeping -----------------------------------------------------------------------
@@ -437,7 +623,7 @@ def test_a_diverged_seed_is_shown_and_left_out_of_the_statistics():
     high = section["arms"][1]
     assert high["diverged"] == 1 and high["stats"]["R@1"] == {"mean": 6.0, "std": 0.0, "n": 1}
     assert high["curve"]["loss"] == [3.0, 2.0, 1.0]  # the finished seed's curve only (seed 1 logged 2.9, 2, 1.1)
-    assert "| lr 0.01 | 6.0 ± 0.0 |" in report.section_table(section)
+    assert "| lr 0.01 | 6.0 (n = 1) |" in report.section_table(section)  # one of its two seeds finished
     assert "| 6.0 / diverged |" in report.section_table(section)
     assert "higher in 1/1 seeds" in report.answer(section)  # only the seed both arms finished is paired
 

@@ -14,13 +14,16 @@ from typing import Sequence
 
 from c4c.atomic import write_text
 from c4c.mini import plot
+from c4c.plots import moving_average
 
 
-def fmt(stats: dict, digits: int = 1) -> str:
-    """``mean ± std`` of a :func:`~c4c.mini.experiments.mean_std` result (``-`` when there is no value)."""
+def fmt(stats: dict, digits: int = 1, unit: str = "", of: int | None = None) -> str:
+    """A :func:`~c4c.mini.scoring.mean_std` result as ``mean ± std`` (``unit`` after both: ``70.0 ± 10.0%``),
+    over ``of`` seeds. A single value has no ``±``; ``(n = k)`` says when fewer than ``of`` seeds finished
+    (or, with ``of`` unknown, that there is one). ``-`` when there is no value."""
     if not stats or not stats.get("n") or not math.isfinite(stats["mean"]):
         return "-"
-    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+    return plot.value_label(stats["mean"], stats["std"], stats["n"], of, digits=digits, unit=unit)
 
 
 def per_seed(values: Sequence[float | None], digits: int = 1, missing: str = "-") -> str:
@@ -36,6 +39,14 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # answers, computed from the numbers
+#
+# Two numbers count as equal when they print the same (to the report's one decimal): an answer never
+# calls one arm better than another whose figure reads the same.
+
+
+def _same(a: float, b: float, digits: int = 1) -> bool:
+    """Whether ``a`` and ``b`` print the same to ``digits`` decimals."""
+    return f"{a:.{digits}f}" == f"{b:.{digits}f}"
 
 
 def _paired(a: dict, b: dict, metric: str) -> list[tuple[float, float]]:
@@ -46,20 +57,31 @@ def _paired(a: dict, b: dict, metric: str) -> list[tuple[float, float]]:
 
 
 def compare(base: dict, arm: dict, metric: str = "R@1") -> dict:
-    """Paired comparison of ``arm`` against ``base``: mean difference and seeds where ``arm`` is higher."""
+    """Paired comparison of ``arm`` against ``base`` over the seeds both have: the mean difference, and
+    the seeds where ``arm`` is higher (``wins``), lower (``losses``) or equal as printed (``ties``)."""
     pairs = _paired(base, arm, metric)
     diffs = [b - a for a, b in pairs]
-    return {"diff": sum(diffs) / len(diffs) if diffs else float("nan"), "wins": sum(d > 0 for d in diffs),
-            "losses": sum(d < 0 for d in diffs), "n": len(diffs)}
+    ties = sum(_same(a, b) for a, b in pairs)
+    wins = sum(b > a and not _same(a, b) for a, b in pairs)
+    return {"diff": sum(diffs) / len(diffs) if diffs else float("nan"), "wins": wins,
+            "losses": len(pairs) - wins - ties, "ties": ties, "n": len(diffs)}
+
+
+def _seeds_text(c: dict) -> str:
+    """"higher in 2/3 seeds, equal in 1" for a :func:`compare` result."""
+    text = f"higher in {c['wins']}/{c['n']} seeds"
+    return text + (f", equal in {c['ties']}" if c["ties"] else "")
 
 
 def verdict(base: dict, arm: dict, metric: str = "R@1") -> str:
-    """"yes: +d R@1, k/n seeds" when ``arm`` beats ``base`` in every seed, "no" when it loses in every
-    seed (or never wins), "not consistently" otherwise."""
+    """"yes: +d R@1, ..." when ``arm`` beats ``base`` in every paired seed, "no difference" when they are
+    equal in every seed, "no" when it never wins, "not consistently" otherwise."""
     c = compare(base, arm, metric)
     if not c["n"]:
-        return "no paired seeds yet"
-    tail = f"{c['diff']:+.1f} {metric} ({arm['label']} vs {base['label']}), higher in {c['wins']}/{c['n']} seeds"
+        return f"no seed has results for both {base['label']} and {arm['label']} yet"
+    tail = f"{c['diff']:+.1f} {metric} ({arm['label']} vs {base['label']}), {_seeds_text(c)}"
+    if c["ties"] == c["n"]:
+        return "no difference: " + tail
     if c["wins"] == c["n"]:
         return "yes: " + tail
     if c["wins"] == 0:
@@ -71,26 +93,76 @@ def _arm(section: dict, key: str) -> dict | None:
     return next((a for a in section["arms"] if a["key"] == key), None)
 
 
-def answer(section: dict) -> str:
-    """The one-sentence answer to a section's question, phrased from its numbers."""
-    arms = [a for a in section["arms"] if a["stats"]["R@1"]["n"]]
+def _seed_count(section: dict) -> int:
+    """The seeds the section was run with: the most any arm has (finished or diverged)."""
+    return max((len(a["seeds"]) for a in section["arms"]), default=0)
+
+
+def _names(labels: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    labels = list(labels)
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def _capital(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def _why_none(arm: dict) -> str:
+    if arm["seeds"] and arm.get("diverged", 0) == len(arm["seeds"]):
+        return "every seed diverged" if len(arm["seeds"]) > 1 else "its run diverged"
+    return "no finished seed yet"
+
+
+def _without_results(arms: Sequence[dict]) -> str:
+    """A sentence naming the arms that have runs but no numbers (every seed diverged), or ''."""
     if not arms:
+        return ""
+    listed = "; ".join(f"{a['label']}: {_why_none(a)}" for a in arms)
+    return f" No results for {listed}."
+
+
+def answer(section: dict) -> str:
+    """The one-sentence answer to a section's question, phrased from its numbers (ties, a single seed, a
+    single arm and diverged seeds included)."""
+    scored = [a for a in section["arms"] if a["stats"]["R@1"]["n"]]
+    unscored = [a for a in section["arms"] if not a["stats"]["R@1"]["n"]]
+    if not scored:
+        if unscored and all(_why_none(a) != "no finished seed yet" for a in unscored):
+            return "No results: every run diverged."
         return "No finished results yet."
-    section = dict(section, arms=arms)  # arms whose every seed diverged have no numbers to compare
+    of = _seed_count(section)
     key = section["key"]
     if section.get("contrast"):
-        base, other = _arm(section, section["baseline"]), _arm(section, section["contrast"])
+        keys = (section["baseline"], section["contrast"])
+        base, other = (_arm(dict(section, arms=scored), k) for k in keys)
         if base is None or other is None:
-            return "Only one of the compared arms has results so far."
-        text = verdict(base, other)
-        text = text[0].upper() + text[1:]
-        return text + (f"; {_twin_note([base, other])}." if key == "patch" else ".")
+            return _one_sided(section, keys, of)
+        text = _capital(verdict(base, other))
+        return text + (f"; {_twin_note([base, other], of)}." if key == "patch" else ".")
+    section = dict(section, arms=scored)  # arms whose every seed diverged have no numbers to compare
     if key == "heads":
-        return _heads_answer(section)
-    if key == "lr":
-        return _lr_answer(section)
-    text = _best_answer(section, "sampling" if key == "sampling" else "setting")
-    return text[:-1] + f"; {_twin_note(section['arms'])}." if key == "sampling" else text
+        text = _heads_answer(section, of)
+    elif key == "lr":
+        text = _lr_answer(section, of)
+    else:
+        text = _best_answer(section, "sampling" if key == "sampling" else "setting", of)
+        if key == "sampling":
+            text = text[:-1] + f"; {_twin_note(section['arms'], of)}."
+    return text + _without_results(unscored)
+
+
+def _one_sided(section: dict, keys: tuple[str, str], of: int) -> str:
+    """The answer of a two-arm question when at most one of the two arms has numbers."""
+    arms = [_arm(section, k) for k in keys]
+    present = [a for a in arms if a is not None and a["stats"]["R@1"]["n"]]
+    absent = [(a["label"], _why_none(a)) if a is not None else (k, "not run yet") for k, a in zip(keys, arms)
+              if a is None or not a["stats"]["R@1"]["n"]]
+    missing = "; ".join(f"{label}: {why}" for label, why in absent)
+    if not present:
+        return f"Neither compared arm has results yet ({missing})."
+    arm = present[0]
+    return f"Only {arm['label']} has results so far (R@1 {fmt(arm['stats']['R@1'], of=of)}); {missing}."
 
 
 def coin_flip_band(order_videos: int) -> float:
@@ -99,81 +171,136 @@ def coin_flip_band(order_videos: int) -> float:
     return 100.0 / math.sqrt(order_videos) if order_videos else float("inf")
 
 
-def _twin_note(arms: list[dict]) -> str:
+def _twin_note(arms: list[dict], of: int | None = None) -> str:
     scored = [a for a in arms if a["stats"]["twin"]["n"]]
     if not scored:
         return "no order-contrast pair in the test split"
     band = coin_flip_band(max(a.get("order_videos", 0) for a in scored))
-    listed = ", ".join(f"{a['label']} {fmt(a['stats']['twin'])}%" for a in scored)
+    listed = ", ".join(f"{a['label']} {fmt(a['stats']['twin'], unit='%', of=of)}" for a in scored)
     return f"own video above its time reversal: {listed} (order-blind 50 ± {band:.1f})"
 
 
-def _best_answer(section: dict, what: str) -> str:
+def _leaders(arms: Sequence[dict], metric: str = "R@1") -> list[dict]:
+    """The arms whose mean ``metric`` prints the same as the highest."""
+    top = max(a["stats"][metric]["mean"] for a in arms)
+    return [a for a in arms if _same(a["stats"][metric]["mean"], top)]
+
+
+def _listing(arms: Sequence[dict], metric: str, of: int, unit: str = "") -> str:
+    return ", ".join(f"{a['label']} {fmt(a['stats'][metric], unit=unit, of=of)}" for a in arms)
+
+
+def _best_answer(section: dict, what: str, of: int) -> str:
     arms = sorted(section["arms"], key=lambda a: a["stats"]["R@1"]["mean"], reverse=True)
     best = arms[0]
     if len(arms) == 1:
-        return f"Only {best['label']} has results so far (R@1 {fmt(best['stats']['R@1'])})."
-    second, worst = arms[1], arms[-1]
-    c = compare(second, best)
-    name = best["label"][0].upper() + best["label"][1:]
-    text = (f"{name} {what} is best, R@1 {fmt(best['stats']['R@1'])}: {c['diff']:+.1f} over "
-            f"{second['label']} (higher in {c['wins']}/{c['n']} seeds)")
-    if worst is not second:
-        w = compare(worst, best)
-        text += f" and {w['diff']:+.1f} over {worst['label']} (higher in {w['wins']}/{w['n']} seeds)"
-    return text + "."
+        return f"Only {best['label']} has results so far (R@1 {fmt(best['stats']['R@1'], of=of)})."
+    top = _leaders(arms)
+    rest = [a for a in arms if a not in top]
+    if not rest:
+        return f"No {what} is better than another: every one has the same mean R@1 ({_listing(arms, 'R@1', of)})."
+    if len(top) == 1:
+        text = f"{_capital(best['label'])} {what} is best, R@1 {fmt(best['stats']['R@1'], of=of)}: "
+    else:
+        text = (f"{_capital(_names([a['label'] for a in top]))} {what} tie for the best R@1, "
+                f"{_group(top, 'R@1', of)}; {best['label']} is ")
+    parts = []
+    for other in ([rest[0], rest[-1]] if len(rest) > 1 else rest[:1]):
+        c = compare(other, best)
+        seeds = _seeds_text(c) if c["n"] else "no seed in common"
+        parts.append(f"{c['diff']:+.1f} over {other['label']} ({seeds})" if c["n"] else
+                     f"above {other['label']} ({seeds})")
+    return text + " and ".join(parts) + "."
 
 
-def _heads_answer(section: dict) -> str:
+def _group(arms: Sequence[dict], metric: str, of: int, unit: str = "") -> str:
+    """The figure of one arm, or of arms whose means print the same: the mean, then each arm's figure."""
+    if len(arms) == 1:
+        return fmt(arms[0]["stats"][metric], unit=unit, of=of)
+    return f"{arms[0]['stats'][metric]['mean']:.1f}{unit} ({_listing(arms, metric, of, unit)})"
+
+
+def _heads_answer(section: dict, of: int) -> str:
     """The head whose captions most often score their own video above its time reversal, against meanP
     (order-blind by design) and a coin flip, and the head with the best R@1."""
     arms = section["arms"]
-    best_r1 = max(arms, key=lambda a: a["stats"]["R@1"]["mean"])
-    tail = f"; the best R@1 is {best_r1['label']}'s {fmt(best_r1['stats']['R@1'])}."
+    top_r1 = _leaders(arms)
+    if len(arms) == 1:
+        tail = f"; only {arms[0]['label']} has an R@1, {fmt(arms[0]['stats']['R@1'], of=of)}."
+    elif len(top_r1) == len(arms):
+        tail = f"; every head has the same mean R@1, {_group(arms, 'R@1', of)}."
+    elif len(top_r1) > 1:
+        tail = f"; {_names([a['label'] for a in top_r1])} share the best R@1, {_group(top_r1, 'R@1', of)}."
+    else:
+        tail = f"; the best R@1 is {top_r1[0]['label']}'s {fmt(top_r1[0]['stats']['R@1'], of=of)}."
     scored = [a for a in arms if a["stats"]["twin"]["n"]]
     if not scored:
         return "The test split has no order-contrast pair, so order cannot be measured" + tail
     band = coin_flip_band(max(a.get("order_videos", 0) for a in scored))
-    best = max(scored, key=lambda a: a["stats"]["twin"]["mean"])
-    mean_pool = _arm(section, "meanP")
     chance = f"order-blind 50 ± {band:.1f}"
-    if best["stats"]["twin"]["mean"] - 50.0 <= band or mean_pool is None or best is mean_pool:
-        return (f"No head orders clearly better than a coin flip: the best twin accuracy is {best['label']}'s "
-                f"{fmt(best['stats']['twin'])}% ({chance})" + tail)
+    top = _leaders(scored, "twin")
+    best = top[0]
+    names = _names([a["label"] for a in top])
+    above = best["stats"]["twin"]["mean"] - 50.0 > band
+    if len(scored) == 1:
+        return (f"Only {best['label']} has a twin accuracy, {fmt(best['stats']['twin'], unit='%', of=of)}, "
+                f"{'above' if above else 'inside'} the coin-flip band ({chance})" + tail)
+    if not above:
+        owner = f"{best['label']}'s" if len(top) == 1 else f"shared by {names}:"
+        return (f"No head orders clearly better than a coin flip: the best twin accuracy is {owner} "
+                f"{_group(top, 'twin', of, '%')} ({chance})" + tail)
+    mean_pool = _arm(section, "meanP")
+    if mean_pool is not None and mean_pool in top:
+        return (f"No head orders better than meanP: the best twin accuracy, above a coin flip ({chance}), is "
+                f"{'meanP' if len(top) == 1 else names}'s {_group(top, 'twin', of, '%')}" + tail)
+    subject = f"{names} orders best: its" if len(top) == 1 else f"{names} order best, tied: their"
+    text = (f"{subject} captions score their own video above the time-reversed twin "
+            f"{_group(top, 'twin', of, '%')} of the time")
+    if mean_pool is None or not mean_pool["stats"]["twin"]["n"]:
+        return text + f" ({chance}); meanP has no twin accuracy to compare with" + tail
     c = compare(mean_pool, best, "twin")
-    return (f"{best['label']} orders best: its captions score their own video above the time-reversed twin "
-            f"{fmt(best['stats']['twin'])}% of the time, meanP {fmt(mean_pool['stats']['twin'])}% ({chance}), "
-            f"higher than meanP in {c['wins']}/{c['n']} seeds" + tail)
+    who = "" if len(top) == 1 else f"{best['label']} "
+    seeds = f"{who}higher than meanP in {c['wins']}/{c['n']} seeds" if c["n"] else "no seed in common with meanP"
+    return text + f", meanP {fmt(mean_pool['stats']['twin'], unit='%', of=of)} ({chance}), {seeds}" + tail
 
 
-def _lr_answer(section: dict) -> str:
-    arms = [a for a in section["arms"] if a["stats"]["R@1"]["n"]]
-    best = max(arms, key=lambda a: a["stats"]["R@1"]["mean"])
-    worst = min(arms, key=lambda a: a["stats"]["R@1"]["mean"])
-    if best is worst:
-        return f"Only {best['label']} has results so far (R@1 {fmt(best['stats']['R@1'])})."
+def _lr_answer(section: dict, of: int) -> str:
+    arms = section["arms"]
+    if len(arms) == 1:
+        return f"Only {arms[0]['label']} has results so far (R@1 {fmt(arms[0]['stats']['R@1'], of=of)})."
+    top = _leaders(arms)
+    if len(top) == len(arms):
+        return (f"Not measurably: every learning rate with results has the same mean R@1 "
+                f"({_listing(arms, 'R@1', of)}).")
+    lowest = min(a["stats"]["R@1"]["mean"] for a in arms)
+    bottom = [a for a in arms if _same(a["stats"]["R@1"]["mean"], lowest)]
+    best, worst = top[0], bottom[0]
     c = compare(worst, best)
     lrs = [a["lr"] for a in arms if a.get("lr")]
     span = math.log10(max(lrs) / min(lrs)) if len(lrs) > 1 else 0.0
     word = "yes" if c["wins"] == c["n"] else "not consistently"
-    return (f"{word[0].upper() + word[1:]}: over {plural(round(span, 1), 'decade')} of learning rate R@1 goes from "
-            f"{fmt(worst['stats']['R@1'])} ({worst['label']}) to {fmt(best['stats']['R@1'])} ({best['label']}), "
-            f"{c['diff']:+.1f} for the best, higher in {c['wins']}/{c['n']} seeds.")
+    seeds = f"{c['diff']:+.1f} for the best, {_seeds_text(c)}"
+
+    def where(group: list[dict]) -> str:
+        if len(group) > 1:
+            return f"{group[0]['stats']['R@1']['mean']:.1f} ({_listing(group, 'R@1', of)})"
+        text, _, n = fmt(group[0]["stats"]["R@1"], of=of).partition(" (n = ")
+        return f"{text} ({group[0]['label']}" + (f", n = {n}" if n else ")")
+
+    if not c["n"]:
+        return (f"Not yet comparable: over {plural(round(span, 1), 'decade')} of learning rate R@1 goes from "
+                f"{where(bottom)} to {where(top)}, but no seed has results at both.")
+    return (f"{_capital(word)}: over {plural(round(span, 1), 'decade')} of learning rate R@1 goes from "
+            f"{where(bottom)} to {where(top)}, {seeds}.")
 
 
 # ---------------------------------------------------------------------------------------------
 # charts
 
 
-def moving_average(values: Sequence[float], window: int) -> list[float]:
-    """Mean of each value and up to ``window - 1`` values before it (the first ones average fewer)."""
-    out, total = [], 0.0
-    for i, v in enumerate(values):
-        total += v
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
+def _seeds_title(n: int) -> str:
+    """What a chart's numbers are: "mean ± std over 3 seeds", or "1 seed, n = 1"."""
+    return f"mean ± std over {n} seeds" if n > 1 else "1 seed, n = 1"
 
 
 def plots(out: Path, section: dict, chance: float) -> list[tuple[str, str]]:
@@ -182,8 +309,8 @@ def plots(out: Path, section: dict, chance: float) -> list[tuple[str, str]]:
     if not arms:
         return []
     made = []
-    key, n = section["key"], max(len(a["seeds"]) for a in arms)
-    seeds = f"mean of {n} seed{'s' if n > 1 else ''}"
+    key = section["key"]
+    seeds = _seeds_title(_seed_count(section))
     steps = max(len(a["curve"]["step"]) for a in arms)
     window = max(1, steps // 40)
     curves = [plot.Series(a["label"], a["curve"]["step"], moving_average(a["curve"]["loss"], window),
@@ -192,33 +319,40 @@ def plots(out: Path, section: dict, chance: float) -> list[tuple[str, str]]:
     if curves:
         name = f"curves-{key}.png"
         smooth = f", moving average of {window} steps" if window > 1 else ""
+        runs = max(a["stats"]["R@1"]["n"] for a in arms if a["curve"]["step"])
         plot.line_chart(out / name, curves,
-                        title=f"{section['number']}. {section['title']}: fine-tuning loss ({seeds}, ± std{smooth})",
+                        title=f"{section['number']}. {section['title']}: fine-tuning loss\n"
+                              f"({_seeds_title(runs)}{smooth})",
                         xlabel="optimiser step", ylabel="training loss")
         made.append((name, "training curves"))
+    chance_line = (chance, f"chance R@1 = {chance:.1f}%")
     if key == "lr":
         lr_arms = sorted((a for a in arms if a.get("lr")), key=lambda a: a["lr"])
+        r1 = [a["stats"]["R@1"] for a in lr_arms]
+        most = max(s["n"] for s in r1)
         name = "r1-lr.png"
-        plot.line_chart(out / name, [plot.Series("test t2v R@1", [a["lr"] for a in lr_arms],
-                                                 [a["stats"]["R@1"]["mean"] for a in lr_arms],
-                                                 [a["stats"]["R@1"]["std"] for a in lr_arms])],
-                        title=f"R@1 vs learning rate ({seeds}, ± std)", xlabel="learning rate (log scale)",
-                        ylabel="test t2v R@1 (%)", log_x=True, errors="bars",
-                        reference=(chance, f"chance {chance:.1f}"), ymin=0.0)
+        plot.line_chart(out / name, [plot.Series("test t2v R@1", [a["lr"] for a in lr_arms], [s["mean"] for s in r1],
+                                                 [s["std"] if s["n"] > 1 else 0.0 for s in r1])],
+                        title=f"R@1 vs learning rate ({seeds})", xlabel="learning rate (log scale)",
+                        ylabel="test t2v R@1 (%)", log_x=True, errors="bars", reference=chance_line, ymin=0.0,
+                        x_labels=[f"{a['lr']:g}\n{fmt(s, of=most)}" for a, s in zip(lr_arms, r1)])
         made.append((name, "R@1 vs learning rate"))
     else:
         name = f"r1-{key}.png"
         title = "R@1 per head" if key == "heads" else f"R@1 per arm: {section['title']}"
-        plot.bar_chart(out / name, [a["label"] for a in arms], [a["stats"]["R@1"]["mean"] for a in arms],
-                       [a["stats"]["R@1"]["std"] for a in arms], title=f"{title} ({seeds}, ± std)",
-                       ylabel="test t2v R@1 (%)", reference=(chance, f"chance {chance:.1f}"))
+        r1 = [a["stats"]["R@1"] for a in arms]
+        plot.bar_chart(out / name, [a["label"] for a in arms], [s["mean"] for s in r1], [s["std"] for s in r1],
+                       counts=[s["n"] for s in r1], title=f"{title} ({seeds})", ylabel="test t2v R@1 (%)",
+                       reference=chance_line)
         made.append((name, "R@1 per head" if key == "heads" else "R@1 per arm"))
-    if key == "heads" and all(a["stats"]["twin"]["n"] for a in arms):  # (a test split without twins has none)
+    twins = [a for a in arms if a["stats"]["twin"]["n"]]
+    if key == "heads" and twins:  # (a test split without twins has none)
         name = "twin-heads.png"
-        plot.bar_chart(out / name, [a["label"] for a in arms], [a["stats"]["twin"]["mean"] for a in arms],
-                       [a["stats"]["twin"]["std"] for a in arms],
-                       title=f"Own video above its time reversal, per head ({seeds}, ± std)",
-                       ylabel="twin accuracy (%)", reference=(50.0, "order-blind 50"))
+        twin = [a["stats"]["twin"] for a in twins]
+        plot.bar_chart(out / name, [a["label"] for a in twins], [s["mean"] for s in twin], [s["std"] for s in twin],
+                       counts=[s["n"] for s in twin],
+                       title=f"Own video above its time reversal, per head ({seeds})",
+                       ylabel="twin accuracy (%)", reference=(50.0, "order-blind = 50%"), ylim=(0.0, 100.0))
         made.append((name, "twin accuracy per head"))
     return made
 
@@ -285,20 +419,22 @@ def setup_text(section: dict, settings: dict, chance: float, test_videos: int) -
 
 def section_table(section: dict) -> str:
     key = section["key"]
+    of = _seed_count(section)
     rows = []
     if key == "heads":
         header = ["head", "twin accuracy (order-blind = 50)", "R@1 order queries", "R@1 other queries",
                   "R@1 all", "R@5 all", "R@1 per seed"]
         for a in section["arms"]:
             st = a["stats"]
-            rows.append([a["label"], fmt(st["twin"]), fmt(st["R@1 order"]), fmt(st["R@1 other"]), fmt(st["R@1"]),
-                         fmt(st["R@5"]), per_seed(a["values"]["R@1"], missing="diverged")])
+            rows.append([a["label"], fmt(st["twin"], of=of), fmt(st["R@1 order"], of=of),
+                         fmt(st["R@1 other"], of=of), fmt(st["R@1"], of=of), fmt(st["R@5"], of=of),
+                         per_seed(a["values"]["R@1"], missing="diverged")])
     else:
         header = ["arm", "test t2v R@1", "R@5", "MnR", "twin accuracy (order-blind = 50)", "R@1 per seed"]
         for a in section["arms"]:
             st = a["stats"]
-            rows.append([a["label"], fmt(st["R@1"]), fmt(st["R@5"]), fmt(st["MnR"]), fmt(st["twin"]),
-                         per_seed(a["values"]["R@1"], missing="diverged")])
+            rows.append([a["label"], fmt(st["R@1"], of=of), fmt(st["R@5"], of=of), fmt(st["MnR"], of=of),
+                         fmt(st["twin"], of=of), per_seed(a["values"]["R@1"], missing="diverged")])
     return table(header, rows)
 
 
@@ -317,9 +453,8 @@ def render(summary: dict, images: dict[str, list[tuple[str, str]]] | None = None
         + (f", 1-minute load {m['load_1min']:.1f} at the end" if m.get("load_1min") is not None else "") + ". "
         + _timing(seconds),
         "",
-        f"Every number is the **mean ± sample standard deviation over {summary['seeds']} seed(s)** (the seed sets "
-        "the init, the data order and the image-text and post-pretraining runs), followed by the per-seed "
-        f"values. Retrieval is text-to-video on the test split of a `c4c synth` set ({s['videos']} videos; "
+        _spread_text(summary["seeds"]) + " Retrieval is text-to-video on the test split of a `c4c synth` set "
+        f"({s['videos']} videos; "
         f"shapes {', '.join(s['shapes'])}; colours {', '.join(s['colours'])}; 64×48, 4 s, frames stored at "
         f"{s['fps']:g} fps, {s['size']} px): {summary['test_videos']} test videos, "
         f"{summary['order_pairs_in_test']} order-contrast pairs among them; **chance R@1 = {chance:.1f}**. "
@@ -344,6 +479,16 @@ def render(summary: dict, images: dict[str, list[tuple[str, str]]] | None = None
             lines += [f"![{caption}]({name})", ""]
         lines += [f"**Answer.** {section.get('answer') or answer(section)}"]
     return "\n".join(lines) + "\n"
+
+
+def _spread_text(seeds: int) -> str:
+    """What the report's figures are: mean ± std over the seeds, or single values."""
+    what = "(the seed sets the init, the data order and the image-text and post-pretraining runs)"
+    if seeds == 1:
+        return (f"Every number comes from **a single seed (n = 1)** {what}, so no figure has a spread: run "
+                "`--seeds 3` or more for mean ± sample standard deviation.")
+    return (f"Every number is the **mean ± sample standard deviation over {seeds} seeds** {what}, followed by "
+            "the per-seed values; a figure marked (n = k) has only k finished seeds.")
 
 
 def _timing(seconds: dict) -> str:
