@@ -35,12 +35,18 @@ def resolve_spec(settings, decoder: dict | None = None) -> ModelSpec:
     """The model to build for a stage's :class:`~c4c.train.settings.ModelSettings`: explicit values,
     else the ``init`` run's, else :data:`DEFAULTS`. With ``init`` the weights come from that run, and
     so does the activation."""
+    from c4c import export
+
     base: ModelSpec | None = None
     if settings.init is not None:
-        init = RunFolder(Path(settings.init))
-        if not init.path.is_dir():
-            raise C4CError("--init run folder not found", path=init.path)
-        base = init.model_spec() if init.is_run() else None
+        source = export.resolve_source(settings.init)
+        if not source.is_dir():
+            raise C4CError("--init run folder not found", path=source)
+        if export.is_export(source):
+            base = export.load_export(source)[1]
+        else:
+            init = RunFolder(source)
+            base = init.model_spec() if init.is_run() else None
     values = {}
     for key, default in DEFAULTS.items():
         explicit = getattr(settings, key)
@@ -73,22 +79,28 @@ def build_model(spec: ModelSpec, device: str = "cpu", init: Path | None = None):
     return model.to(device), info, spec
 
 
-def _init_checkpoint(init: Path) -> Path:
+def _init_state(init: Path) -> tuple[dict, Path]:
+    """``(state dict, where it came from)`` of ``--init``: a run (best/, else its newest checkpoint), a
+    checkpoint folder, an exported folder, or ``hf-hub:ORG/NAME``."""
+    from c4c import export
     from c4c.train import checkpoint
 
+    init = export.resolve_source(init)
+    if export.is_export(init):
+        _, _, state, weights = export.load_export(init)
+        return state, weights
     folder = RunFolder(init)
     if folder.is_run() or folder.latest_path.exists() or folder.best_dir.exists():
-        return folder.checkpoint("best")
-    return checkpoint.resolve(init)  # a checkpoint folder itself
+        ckpt = folder.checkpoint("best")
+    else:
+        ckpt = checkpoint.resolve(init)  # a checkpoint folder itself
+    return checkpoint.load_model_state(ckpt), ckpt
 
 
 def _load_init(model, init: Path, spec: ModelSpec) -> None:
     """Load another run's weights: missing head weights keep their fresh init, missing CLIP weights or
     weights the model has no place for are an error; a 2-D run's patch seeds a 3-D patch."""
-    from c4c.train import checkpoint
-
-    folder = _init_checkpoint(init)
-    state = checkpoint.load_model_state(folder)
+    state, folder = _init_state(init)
     decoder_state = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
     encoder_state = {k: v for k, v in state.items() if not k.startswith("decoder.")}
     hint = "use the --clip, --sim, --patch and --temporal-layers of that run"
@@ -130,15 +142,21 @@ def checkpoint_folder(run_dir: Path, which: str = "best") -> Path:
 
 
 def load_run(run_dir: Path, *, device: str = "cpu", which: str = "best") -> LoadedRun:
-    """Rebuild a run's model from its config and load the weights of ``which`` checkpoint."""
+    """Rebuild a run's model from its config and load the weights of ``which`` checkpoint; ``run_dir``
+    may also be an exported folder (:mod:`c4c.export`) or ``hf-hub:ORG/NAME``."""
+    from c4c import export
     from c4c.train import checkpoint
 
-    folder = RunFolder(Path(run_dir))
-    config = folder.read_config()
-    spec = folder.model_spec()
-    ckpt = folder.checkpoint(which)
+    source = export.resolve_source(run_dir)
+    if export.is_export(source):
+        config, spec, state, ckpt = export.load_export(source)
+    else:
+        folder = RunFolder(source)
+        config = folder.read_config()
+        spec = folder.model_spec()
+        ckpt = folder.checkpoint(which)
+        state = checkpoint.load_model_state(ckpt)
     model, _, spec = build_model(replace(spec, pretrained="none"), "cpu")
-    state = checkpoint.load_model_state(ckpt)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -148,8 +166,8 @@ def load_run(run_dir: Path, *, device: str = "cpu", which: str = "best") -> Load
         raise C4CError(f"checkpoint does not fit the run's model: {len(missing)} weights missing "
                        f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})", path=ckpt)
     model.to(device).eval()
-    log.info("loaded %s (%s, %s) from %s", folder.path, spec.clip, spec.sim, ckpt)
-    return LoadedRun(model=model, config=config, run_dir=folder.path, checkpoint=ckpt, spec=spec)
+    log.info("loaded %s (%s, %s) from %s", source, spec.clip, spec.sim, ckpt)
+    return LoadedRun(model=model, config=config, run_dir=source, checkpoint=ckpt, spec=spec)
 
 
 def resolve_device(device: str) -> str:

@@ -124,14 +124,17 @@ def decoder_config(cfg: CaptionTrainConfig) -> dict:
 
 def load_captioner(run_dir: Path, which: str = "best", device: str = "cpu"):
     """``(model in eval mode, run config, checkpoint folder)`` of a caption run."""
+    from c4c import export
     from c4c.model.load import load_run
     from c4c.run_folder import RunFolder
 
-    folder = RunFolder(Path(run_dir))
-    if folder.task() != "caption":
-        raise C4CError(f"not a caption run (a {folder.task()} run)", path=folder.config_path,
+    source = export.resolve_source(run_dir)
+    if not export.is_export(source) and RunFolder(source).task() != "caption":
+        raise C4CError(f"not a caption run (a {RunFolder(source).task()} run)", path=Path(source) / "config.json",
                        hint="pass a folder written by `c4c caption train`")
-    loaded = load_run(folder.path, device=device, which=which)
+    loaded = load_run(source, device=device, which=which)
+    if loaded.config.get("task") != "caption":
+        raise C4CError(f"not a caption model (task {loaded.config.get('task')!r})", path=source)
     return loaded.model, loaded.config, loaded.checkpoint
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
+import sys
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -61,7 +63,7 @@ def validate_settings(cfg) -> None:
         raise C4CError(f"--lr and --coef-lr must be finite and >= 0, got {cfg.lr} and {cfg.coef_lr}")
     if not 0 <= cfg.warmup < 1:
         raise C4CError(f"--warmup is a fraction of all steps: 0 <= warmup < 1, got {cfg.warmup}")
-    if cfg.init is not None and not Path(cfg.init).is_dir():
+    if cfg.init is not None and not str(cfg.init).startswith("hf-hub:") and not Path(cfg.init).is_dir():
         raise C4CError("--init run folder not found", path=cfg.init)
 
 
@@ -153,6 +155,7 @@ def run_config(cfg, *, task: str, spec: ModelSpec, start: RunStart, extra: dict)
     from c4c import __version__
 
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": task, "c4c_version": __version__,
+              "command": " ".join([Path(sys.argv[0]).name, *(shlex.quote(a) for a in sys.argv[1:])]),
               "model": spec.as_dict()}
     config.update({k: _saved_form(v) for k, v in asdict(cfg).items()})
     config.update({"sim": spec.sim, "clip": spec.clip, "patch": spec.patch, "temporal_layers": spec.temporal_layers,
