@@ -129,8 +129,11 @@ def line_figure(series: Sequence[Series], *, title: str, xlabel: str, ylabel: st
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if ymin is not None:
-        ax.set_ylim(bottom=min(ymin, ax.get_ylim()[0]))
+    if ymin is not None:  # from ymin (or lower) to a little above the highest point, error bar or line
+        bottom = min(ymin, ax.get_ylim()[0])
+        highest = max([float(y) + float(e) for s in series for y, e in zip(s.y, s.err or [0.0] * len(s.y))]
+                      + ([reference[0]] if reference is not None else []))
+        ax.set_ylim(bottom, highest + 0.08 * ((highest - bottom) or 1.0))
     ax.set_title(title, fontsize=12)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

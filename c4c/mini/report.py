@@ -214,9 +214,11 @@ def _best_answer(section: dict, what: str, of: int) -> str:
 
 
 def _group(arms: Sequence[dict], metric: str, of: int, unit: str = "") -> str:
-    """The figure of one arm, or of arms whose means print the same: the mean, then each arm's figure."""
-    if len(arms) == 1:
-        return fmt(arms[0]["stats"][metric], unit=unit, of=of)
+    """The figure of one arm, or of arms whose means print the same: "X each" when their figures print the
+    same too, else the mean, then each arm's figure."""
+    figures = {fmt(a["stats"][metric], unit=unit, of=of) for a in arms}
+    if len(figures) == 1:
+        return figures.pop() + ("" if len(arms) == 1 else " each")
     return f"{arms[0]['stats'][metric]['mean']:.1f}{unit} ({_listing(arms, metric, of, unit)})"
 
 
@@ -246,7 +248,7 @@ def _heads_answer(section: dict, of: int) -> str:
         return (f"Only {best['label']} has a twin accuracy, {fmt(best['stats']['twin'], unit='%', of=of)}, "
                 f"{'above' if above else 'inside'} the coin-flip band ({chance})" + tail)
     if not above:
-        owner = f"{best['label']}'s" if len(top) == 1 else f"shared by {names}:"
+        owner = f"{best['label']}'s" if len(top) == 1 else f"shared by {names},"
         return (f"No head orders clearly better than a coin flip: the best twin accuracy is {owner} "
                 f"{_group(top, 'twin', of, '%')} ({chance})" + tail)
     mean_pool = _arm(section, "meanP")
@@ -254,8 +256,8 @@ def _heads_answer(section: dict, of: int) -> str:
         return (f"No head orders better than meanP: the best twin accuracy, above a coin flip ({chance}), is "
                 f"{'meanP' if len(top) == 1 else names}'s {_group(top, 'twin', of, '%')}" + tail)
     subject = f"{names} orders best: its" if len(top) == 1 else f"{names} order best, tied: their"
-    text = (f"{subject} captions score their own video above the time-reversed twin "
-            f"{_group(top, 'twin', of, '%')} of the time")
+    share, each, _ = _group(top, "twin", of, "%").partition(" each")
+    text = f"{subject} captions score their own video above the time-reversed twin {share} of the time{each}"
     if mean_pool is None or not mean_pool["stats"]["twin"]["n"]:
         return text + f" ({chance}); meanP has no twin accuracy to compare with" + tail
     c = compare(mean_pool, best, "twin")
