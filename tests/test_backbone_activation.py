@@ -145,3 +145,15 @@ def test_old_run_configs_still_give_their_activation():
     assert run_quick_gelu({"backbone": {"activation": "gelu"}}) is False
     assert run_quick_gelu({"pretrained": "/models/ViT-B-32.pt"}) is True   # the name rule those runs used
     assert run_quick_gelu({"pretrained": "openai"}) is True
+
+
+def test_the_offline_weights_error_gives_a_url_that_can_be_copied(monkeypatch):
+    from c4c.model import backbone
+
+    monkeypatch.setattr(backbone, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(backbone, "_resolve_tag", lambda model, tag: None)
+    with pytest.raises(C4CError) as info:
+        backbone.build_clip("ViT-B-32", "openai")
+    text = str(info.value)
+    assert "https://openaipublic.azureedge.net/clip/models/" in text and "/.../" not in text
+    assert text.split("https://")[1].split()[0].endswith("ViT-B-32.pt")

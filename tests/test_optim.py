@@ -352,7 +352,8 @@ def test_make_optimizer_types_and_group_lrs(name: str, kind: type) -> None:
     assert isinstance(sched, torch.optim.lr_scheduler.LambdaLR)
     base = {g["name"]: g["initial_lr"] for g in opt.param_groups}
     assert base["clip_decay"] == pytest.approx(1e-7) and base["new_decay"] == pytest.approx(1e-4)
-    assert all(g["lr"] == 0.0 for g in opt.param_groups)  # step 0 under warm-up
+    # update 0 under a 2-step warm-up: half the lr (c4c's schedules learn from the first update)
+    assert all(g["lr"] == pytest.approx(0.5 * g["initial_lr"]) for g in opt.param_groups)
     assert opt.param_groups[0]["betas"] == (0.9, 0.98) and opt.param_groups[0]["eps"] == 1e-6
 
 
@@ -365,8 +366,10 @@ def test_make_optimizer_scheduler_multipliers_follow_the_schedule() -> None:
         seen.append(opt.param_groups[0]["lr"] / 1e-4)
         opt.step()  # no gradients: nothing moves
         sched.step()
-    # x = 0, 0.05, 0.1, 0.15 with warm-up 0.1: 0, 0.5, 1, then cosine over the remaining 0.9
-    assert seen == pytest.approx([0.0, 0.5, 1.0, 0.5 * (1 + math.cos(math.pi * 0.05 / 0.9))])
+    # c4c's cosine looks at the progress after the update: x = 0.05, 0.1, 0.15, 0.2 with warm-up 0.1:
+    # 0.5, 1, then the cosine over the remaining 0.9
+    assert seen == pytest.approx([0.5, 1.0, 0.5 * (1 + math.cos(math.pi * 0.05 / 0.9)),
+                                  0.5 * (1 + math.cos(math.pi * 0.1 / 0.9))])
 
 
 def test_make_optimizer_unknown_names_raise() -> None:
@@ -404,3 +407,13 @@ def test_make_optimizer_fuses_adamw_with_the_same_update_as_the_loop() -> None:
     for (name, a), b in zip(model.named_parameters(), reference.parameters()):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), name
         assert not torch.equal(a, start[name]) or not a.requires_grad, name  # trainable tensors moved
+
+
+def test_c4c_schedules_learn_from_the_first_update_and_reference_ones_do_not() -> None:
+    for name in ("cosine", "constant"):
+        f = schedule_lambda(name, 10, 0.1)
+        assert f(0) == pytest.approx(1.0)  # warm-up of one step: the first update has the full lr
+        assert f(9) == pytest.approx(0.0 if name == "cosine" else 1.0, abs=1e-12)
+    g = schedule_lambda("cosine", 100, 0.1)
+    assert g(0) == pytest.approx(0.1) and g(4) == pytest.approx(0.5)
+    assert schedule_lambda("reference-cosine", 10, 0.1)(0) == 0.0

@@ -114,6 +114,18 @@ def _config_quick_gelu(clip: str) -> bool:
     return bool((open_clip.get_model_config(clip) or {}).get("quick_gelu", False))
 
 
+def weights_source(clip: str, tag: str) -> str:
+    """Where open_clip would fetch the weights ``clip`` / ``tag`` from: a full URL or a Hub repository."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(clip, tag) or {}
+    if cfg.get("url"):
+        return str(cfg["url"])
+    if cfg.get("hf_hub"):
+        return f"the files of https://huggingface.co/{str(cfg['hf_hub']).rstrip('/')}"
+    return f"the {tag!r} weights of {clip}"
+
+
 def resolve_activation(clip: str, pretrained: str, activation: str = "auto") -> tuple[str, str]:
     """``("quickgelu" | "gelu", why)``: the activation :func:`build_clip` gives ``clip`` with ``pretrained``.
 
@@ -199,13 +211,12 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
             if local is None and not hub_reachable():
                 raise C4CError(
                     f"the weights for {clip} / {pre!r} are not in the local cache and the model hub cannot be "
-                    "reached", hint="download them on a machine with internet (for OpenAI weights: "
-                    "https://openaipublic.azureedge.net/clip/models/.../ViT-B-32.pt) and pass --pretrained PATH, "
-                    "or --pretrained none for random init")
+                    "reached", hint=f"download {weights_source(clip, pre)} on a machine with internet and pass "
+                    "--pretrained PATH (with --activation for a plain state dict), or --pretrained none for random init")
             model = open_clip.create_model(clip, pretrained=local or pre, force_quick_gelu=quick_gelu,
                                            precision=precision)
         set_activation(model, quick_gelu)  # force_quick_gelu can only add QuickGELU, never take it away
-    log.info("CLIP %s: activation %s (%s)", name, act, why)
+    log.debug("CLIP %s: activation %s (%s)", name, act, why)
     if fp16_weights:
         from open_clip.model import convert_weights_to_lp
 

@@ -245,10 +245,12 @@ SCHEDULES: dict[str, Callable[[float, float], float]] = {
 
 
 def schedule_lambda(name: str, total_steps: int, warmup: float) -> Callable[[int], float]:
-    """A ``LambdaLR`` multiplier: at optimiser step ``k`` (0-based, before the update) ``f(k / total_steps, warmup)``.
+    """A ``LambdaLR`` multiplier for update ``k`` (0-based; ``scheduler.step()`` after each ``optimizer.step()``).
 
-    Calling ``scheduler.step()`` after each ``optimizer.step()`` makes update ``k`` use
-    ``f(k / total_steps)``, so update 0 gets ``f(0) = 0`` under warm-up, as in ``BertAdam``.
+    The reference schedules (``reference-*``) use ``f(k / total_steps)`` as the paper's code does, so
+    update 0 gets ``f(0) = 0`` under warm-up: it changes nothing. c4c's own (``cosine``, ``constant``)
+    use ``f((k + 1) / total_steps)``: the first update already learns, and the last one reaches the
+    schedule's end.
     """
     if name not in SCHEDULES:
         raise C4CError(f"unknown learning-rate schedule {name!r}",
@@ -259,9 +261,10 @@ def schedule_lambda(name: str, total_steps: int, warmup: float) -> Callable[[int
     if not 0.0 <= warmup <= 1.0:
         raise C4CError(f"warm-up proportion must lie in [0, 1], got {warmup}")
     fn = SCHEDULES[name]
+    offset = 0 if name.startswith("reference-") else 1
 
     def multiplier(step: int) -> float:
-        return fn(step / total_steps, warmup)
+        return fn((step + offset) / total_steps, warmup)
 
     return multiplier
 
