@@ -32,6 +32,7 @@ SynthKind = Literal["retrieval", "howto"]
 Activation = Literal["auto", "quickgelu", "gelu"]
 ReportTo = Literal["none", "tensorboard", "wandb"]
 Reader = Literal["c4c", "reference"]
+Group = Literal["moment", "video"]
 
 HEADS: tuple[str, ...] = get_args(Sim)
 LOOSE_HEADS: tuple[str, ...] = ("meanP", "seqLSTM", "seqTransf")
@@ -56,6 +57,7 @@ CAPTION_TOKENIZERS: tuple[str, ...] = get_args(CaptionTokenize)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 REPORTERS: tuple[str, ...] = get_args(ReportTo)
 READERS: tuple[str, ...] = get_args(Reader)
+GROUPS: tuple[str, ...] = get_args(Group)
 
 # CLIP's image normalisation (open_clip's OPENAI_DATASET_MEAN / _STD), as plain numbers
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)

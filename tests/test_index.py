@@ -217,12 +217,14 @@ def test_manifest_describes_the_index(tmp_path, clustered_set):
     meta = {"embeddings": "/runs/a/EMB.h5", "run": "/runs/a"}
     build_index(x[:2000], _ids(2000), IndexSettings(kind="ivfflat"), tmp_path / "idx", meta=meta)
     manifest = read_manifest(tmp_path / "idx")
-    assert manifest["format"] == INDEX_FORMAT == "c4c-index" and manifest["version"] == INDEX_VERSION == 1
+    assert manifest["format"] == INDEX_FORMAT == "c4c-index" and manifest["version"] == INDEX_VERSION == 2
     assert manifest["kind"] == "ivfflat" and manifest["count"] == 2000 and manifest["dim"] == 32
     assert manifest["metric"] == "ip" and manifest["normalised"] is True and manifest["meta"] == meta
     assert manifest["settings"]["nlist"] == auto_nlist(2000) == 32 and manifest["settings"]["nprobe"] == 16
     assert "faiss_version" in manifest and manifest["build_seconds"] >= 0
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["ids.json", "index.faiss", "index.json"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["ids.json", "index.faiss", "index.json",
+                                                                    "moments.json"]
+    assert manifest["moments"] is False
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     assert VectorIndex.open(tmp_path / "idx", device="cpu").meta == meta
 
@@ -278,11 +280,16 @@ CORRUPTIONS = {
     "not json": (lambda d: (d / "index.json").write_text("{oops"), "index.json", "unreadable index manifest"),
     "wrong format": (lambda d: _edit_json(d / "index.json", format="c4c-frames"), "index.json",
                      "not a c4c index manifest"),
-    "newer version": (lambda d: _edit_json(d / "index.json", version=2), "index.json", "version 2 is not supported"),
+    "newer version": (lambda d: _edit_json(d / "index.json", version=3), "index.json", "version 3 is not supported"),
     "unknown kind": (lambda d: _edit_json(d / "index.json", kind="lsh"), "index.json", "unknown index kind"),
     "ids missing": (lambda d: (d / "ids.json").unlink(), "ids.json", "id list is missing"),
     "ids count": (lambda d: (d / "ids.json").write_text('["a", "b"]'), "ids.json", "holds 2 ids, the manifest says 5"),
     "ids not strings": (lambda d: (d / "ids.json").write_text("[1, 2, 3, 4, 5]"), "ids.json", "list of strings"),
+    "duplicate ids": (lambda d: (d / "ids.json").write_text('["a", "b", "c", "b", "e"]'), "ids.json",
+                      "duplicate id 'b' at rows 1 and 3"),
+    "moments missing": (lambda d: (d / "moments.json").unlink(), "moments.json", "moments.json is missing"),
+    "moments count": (lambda d: _edit_json(d / "moments.json", row_video=[0, 1], start=[0, 0], end=[1, 1]),
+                      "moments.json", "row table has 2 rows, the index 5"),
     "faiss missing": (lambda d: (d / "index.faiss").unlink(), "index.faiss", "faiss index file is missing"),
     "faiss corrupt": (lambda d: (d / "index.faiss").write_bytes(b"garbage"), "index.faiss", "unreadable faiss index"),
     "faiss count": (_other_index_file, "index.faiss", "holds 6 vectors"),
@@ -298,6 +305,18 @@ def test_opening_a_broken_index_names_the_file(case, tmp_path):
     with pytest.raises(C4CError, match=message) as err:
         VectorIndex.open(d, device="cpu")
     assert err.value.path == str(d / name)
+
+
+def test_a_version_1_folder_still_opens_with_one_row_per_video(tmp_path):
+    d = tmp_path / "idx"
+    x = _random(5, 8, 0)
+    build_index(x, _ids(5), IndexSettings(), d)
+    (d / "moments.json").unlink()  # what c4c wrote before moments
+    _edit_json(d / "index.json", version=1)
+    index = VectorIndex.open(d, device="cpu")
+    assert index.rows.videos == _ids(5) and np.isnan(index.rows.start).all()
+    _, found = index.search(x, 1)
+    assert [row[0] for row in found] == _ids(5)
 
 
 def test_opening_a_missing_folder_is_an_error(tmp_path):

@@ -44,6 +44,24 @@ SkipMissing = Annotated[bool, typer.Option(help="Drop annotated videos that are 
                                                 "(counted in the log) instead of stopping.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Where to write.")]
+Force = Annotated[bool, typer.Option(help="Go on although the files were made by different models (a warning "
+                                          "instead of an error).")]
+
+# --- the model that encodes your own videos: a trained run, or zero-shot CLIP --------------------
+RunOpt = Annotated[Optional[Path], typer.Option(
+    "--run", help="Run folder of `c4c finetune`, `c4c pretrain` or `c4c caption train` (or --clip for zero-shot).")]
+ZeroShotClip = Annotated[Optional[str], typer.Option(
+    "--clip", help="Zero-shot CLIP instead of a run: an open_clip model name (ViT-B-32, ...), 'tiny', or a JSON "
+                   "model config; the video is its frames' mean.")]
+ZeroShotPretrained = Annotated[Optional[str], typer.Option(
+    "--pretrained", help="With --clip: an open_clip pretrained tag, a local weights file, or 'none' "
+                         "(random, seeded) [default: openai].")]
+ZeroShotActivation = Annotated[choices.Activation, typer.Option(
+    "--activation", help="With --clip: CLIP's activation: auto (QuickGELU for OpenAI weights), quickgelu or gelu.")]
+Window = Annotated[Optional[float], typer.Option(
+    help="Own videos: one embedding per window of this many seconds (moments), not one per video.")]
+Stride = Annotated[Optional[float], typer.Option(help="Seconds from one window's start to the next [default: half "
+                                                      "the window].")]
 
 # --- training options, by config field -----------------------------------------------------------
 def _opt(kind: object, help: str, panel: str, *decls: str) -> object:

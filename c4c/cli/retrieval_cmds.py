@@ -11,13 +11,17 @@ from c4c.cli import options as opt
 from c4c.cli import ui
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "R@50", "MdR", "MnR")
-RUN = Annotated[Path, typer.Option("--run", help="Run folder of `c4c finetune`, `c4c pretrain` or `c4c caption train`.")]
 
 
 def encode_cmd(
-    run: RUN,
     frames: opt.Frames,
     out: Annotated[Path, typer.Option("--out", "-o", help="Embedding file to write (EMB.h5).")],
+    run: opt.RunOpt = None,
+    clip: opt.ZeroShotClip = None,
+    pretrained: opt.ZeroShotPretrained = None,
+    activation: opt.ZeroShotActivation = "auto",
+    window: opt.Window = None,
+    stride: opt.Stride = None,
     dataset: opt.DatasetOpt = None,
     ann: opt.Ann = None,
     split: opt.SplitOpt = "test",
@@ -37,22 +41,28 @@ def encode_cmd(
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Encode texts and videos with a trained run into EMB.h5 (resumes if interrupted).
+    """Encode texts and videos with a trained run, or zero-shot CLIP, into EMB.h5 (resumes if interrupted).
 
-    With --dataset/--ann: the captions and videos of one split, in evaluation order. Without: every
-    video of FRAMES.h5 (your own videos, for `c4c index` and `c4c search`).
+    With --dataset/--ann: the captions and videos of one split, in evaluation order (`c4c evaluate`
+    scores it). Without: every video of FRAMES.h5, one row per video, or with --window one row per
+    window (moments), for `c4c index` and `c4c search`. --clip instead of --run: CLIP4Clip's meanP
+    at initialisation, i.e. zero-shot CLIP over the video's frames (no training); zero-shot uses 12
+    frames and 32 tokens unless told otherwise.
 
     Examples:
 
         c4c encode --run runs/msrvtt-meanP --frames data/msrvtt/frames.h5 --dataset msrvtt --ann data/msrvtt/msrvtt_data --out runs/msrvtt-meanP/test.emb.h5
 
-        c4c encode --run runs/msrvtt-meanP --frames my_frames.h5 --out my_emb.h5
+        c4c encode --clip ViT-B-32 --pretrained openai --frames data/msrvtt/frames.h5 --dataset msrvtt --ann data/msrvtt/msrvtt_data --out zeroshot.emb.h5
+
+        c4c encode --run runs/msrvtt-meanP --frames my_frames.h5 --window 10 --stride 5 --out my_moments.h5
     """
     from c4c.stages import encode
     from c4c.stages.pairs import dataset_options
 
     ui.setup_logging(quiet)
-    cfg = encode.EncodeConfig(run=run, frames=frames, out=out, dataset=dataset, ann=ann, split=split,
+    cfg = encode.EncodeConfig(run=run, clip=clip, pretrained=pretrained, activation=activation, window=window,
+                              stride=stride, frames=frames, out=out, dataset=dataset, ann=ann, split=split,
                               dataset_options=dataset_options(dataset, msrvtt_train, activitynet_val2=activitynet_val2),
                               checkpoint=checkpoint,
                               max_words=max_words, max_frames=max_frames, sampling=sampling, fps=fps,
@@ -71,9 +81,11 @@ def encode_cmd(
                 bar.advance(tasks[kind], event["n"])
 
         result = encode.run(cfg, on_event=on_event)
-    ui.print_table("c4c encode", [("output", str(result.out)), ("head", result.sim), ("videos", result.videos),
-                                  ("texts", result.texts), ("resumed", result.resumed),
-                                  ("seconds", f"{result.seconds:.1f}")])
+    rows = [("output", str(result.out)), ("model", result.model), ("head", result.sim), ("videos", result.videos)]
+    if window is not None:
+        rows.append(("moments", result.rows))
+    rows += [("texts", result.texts), ("resumed", result.resumed), ("seconds", f"{result.seconds:.1f}")]
+    ui.print_table("c4c encode", rows)
 
 
 def _metrics_table(metrics: dict, title: str):
@@ -113,7 +125,8 @@ def evaluate_cmd(
     rerank: Annotated[List[str], typer.Option(
         help="Also report re-ranked metrics: dsl, qbnorm or sinkhorn (repeatable); raw metrics are always "
              "reported.", callback=opt.choice_list(choices.RERANKERS))] = [],
-    bank: Annotated[Optional[Path], typer.Option(help="EMB.h5 of the training split (same run), for --rerank qbnorm.")] = None,
+    bank: Annotated[Optional[Path], typer.Option(help="EMB.h5 of the training split (same model), for --rerank qbnorm.")] = None,
+    force: opt.Force = False,
     rerank_param: Annotated[List[str], typer.Option(
         help="Re-ranking parameter METHOD.NAME=VALUE, e.g. dsl.temperature=1 (repeatable).")] = [],
     run: Annotated[Optional[Path], typer.Option(help="tightTransf: the run folder [default: the one EMB.h5 names].")] = None,
@@ -167,7 +180,7 @@ def evaluate_cmd(
 
     cfg = evaluate.EvaluateConfig(emb=path, out=out, rerank=list(rerank), bank=bank,
                                   rerank_params=opt.parse_params(rerank_param, "--rerank-param", nested=True),
-                                  run=run, device=device, chunk=chunk, ties=ties)
+                                  run=run, device=device, chunk=chunk, ties=ties, force=force)
     with ui.progress(quiet, "pairs") as bar:
         task = None
 
@@ -187,60 +200,152 @@ def evaluate_cmd(
 
 
 def index_cmd(
-    emb: Annotated[Path, typer.Argument(help="EMB.h5 from `c4c encode` (a meanP, seqLSTM or seqTransf run).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
-    kind: Annotated[choices.IndexKind, typer.Option(
-        help="flat (exact inner product), or an approximate kind for large collections (see data/README.md).")] = "flat",
+    source: Annotated[Path, typer.Argument(
+        help="EMB.h5 from `c4c encode`, or a folder of videos (made searchable, then kept up to date).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write (for a folder of videos: the "
+                                                           "library folder, updated in place).")],
+    kind: Annotated[Optional[choices.IndexKind], typer.Option(
+        help="flat (exact inner product), or an approximate kind for large collections (see data/README.md) "
+             "[default: flat; a library: as before].")] = None,
     param: Annotated[List[str], typer.Option(
         help="Index parameter NAME=VALUE, e.g. nprobe=32 or ef_search=128 (repeatable).")] = [],
+    run: opt.RunOpt = None,
+    checkpoint: opt.Checkpoint = None,  # type: ignore[assignment]  (None: best, or as the library)
+    clip: opt.ZeroShotClip = None,
+    pretrained: opt.ZeroShotPretrained = None,
+    activation: Annotated[Optional[choices.Activation], typer.Option(
+        help="With --clip: CLIP's activation: auto (QuickGELU for OpenAI weights), quickgelu or gelu.")] = None,
+    window: opt.Window = None,
+    stride: opt.Stride = None,
+    fps: Annotated[Optional[float], typer.Option(help="Folder of videos: frames stored per second [default: 1].")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Folder of videos: stored frame size in pixels [default: 224].")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(
+        help="Folder of videos: frames per video or window [default: the run's; zero-shot 12].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Folder of videos: clips per batch when encoding.")] = 64,
+    device: opt.Device = "auto",
+    amp: opt.Amp = "auto",
+    workers: opt.Workers = 2,
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Build a faiss index of the video embeddings in EMB.h5, for `c4c search`.
+    """Build a faiss index for `c4c search`: of the video rows of EMB.h5, or of a folder of videos.
 
-    The index remembers the run that encoded the videos, so `c4c search` encodes queries with the
-    same text tower. With faiss-gpu and a GPU, flat and IVF indexes are searched on the GPU.
+    EMB.h5: its videos or moments are indexed; the index remembers the model that encoded them, so
+    `c4c search` encodes queries with the same text tower. A folder of videos: OUT becomes a library
+    that extracts, encodes (--run RUN, or zero-shot --clip) and indexes every video; run the same
+    command again after files are added, changed or removed and only those are done (the model and
+    window settings are kept in OUT; an updated library answers exactly as one built afresh). With
+    faiss-gpu and a GPU, flat and IVF indexes are searched on the GPU.
 
     Examples:
 
         c4c index my_emb.h5 --out my_index
 
+        c4c index my_videos/ --out my_library --clip ViT-B-32 --pretrained openai --window 10 --stride 5
+
+        c4c index my_videos/ --out my_library
+
         c4c index big_emb.h5 --out big_index --kind hnsw --param ef_search=128
     """
+    ui.setup_logging(quiet)
+    params = opt.parse_params(param, "--param")
+    if source.is_dir():
+        _index_folder(source, out, kind=kind, params=params if param else None, run=run, checkpoint=checkpoint,
+                      clip=clip, pretrained=pretrained, activation=activation, window=window, stride=stride, fps=fps,
+                      size=size, max_frames=max_frames, batch_size=batch_size, device=device, amp=amp,
+                      workers=workers, quiet=quiet)
+        return
+    from c4c.errors import C4CError
     from c4c.stages import search
 
-    ui.setup_logging(quiet)
-    result = search.build(search.IndexConfig(emb=emb, out=out, kind=kind, params=opt.parse_params(param, "--param"),
+    folder_only = {"--run": run, "--checkpoint": checkpoint, "--clip": clip, "--pretrained": pretrained,
+                   "--activation": activation, "--window": window, "--stride": stride, "--fps": fps, "--size": size,
+                   "--max-frames": max_frames}
+    given = [name for name, value in folder_only.items() if value is not None]
+    if given:
+        raise C4CError(f"{', '.join(given)}: options for a folder of videos; an embedding file was encoded already",
+                       path=source, hint="`c4c encode` takes the model and window options")
+    result = search.build(search.IndexConfig(emb=source, out=out, kind=kind or "flat", params=params,
                                              overwrite=overwrite))
-    ui.print_table("c4c index", [("index", str(result.out)), ("kind", result.kind), ("videos", result.count),
-                                 ("dimension", result.dim), ("seconds", f"{result.seconds:.2f}")])
+    rows = [("index", str(result.out)), ("kind", result.kind), ("videos", result.videos)]
+    if result.count != result.videos:
+        rows.append(("moments", result.count))
+    ui.print_table("c4c index", rows + [("dimension", result.dim), ("seconds", f"{result.seconds:.2f}")])
+
+
+def _index_folder(videos: Path, out: Path, *, quiet: bool, **options) -> None:
+    from c4c.stages import library
+
+    cfg = library.LibraryConfig(videos=videos, out=out, **options)
+    with ui.progress(quiet, "videos") as bar:
+        tasks: dict[str, int] = {}
+
+        def on_event(event: dict) -> None:
+            kind = event["event"]
+            if kind in ("extract", "encode"):
+                tasks[kind] = bar.add_task(kind, total=event["videos"])
+            elif kind in ("extracted", "encoded"):
+                task = tasks.get({"extracted": "extract", "encoded": "encode"}[kind])
+                if task is not None:
+                    bar.advance(task, event["n"])
+
+        result = library.update(cfg, on_event=on_event)
+    for where, reason in result.failed[:10]:
+        ui.warn(f"{where}: {reason}")
+    if len(result.failed) > 10:
+        ui.warn(f"... and {len(result.failed) - 10} more videos that could not be indexed (library.json lists them)")
+    up_to_date = not (result.added or result.changed or result.removed or result.indexed)
+    ui.print_table("c4c index", [("library", str(result.out)), ("model", result.model),
+                                 ("videos", result.videos), ("rows", result.rows), ("added", result.added),
+                                 ("changed", result.changed), ("removed", result.removed),
+                                 ("failed", len(result.failed)), ("up to date" if up_to_date else "index rebuilt",
+                                                                  "yes" if up_to_date else str(result.indexed).lower()),
+                                 ("seconds", f"{result.seconds:.1f}")])
+
+
+def _clock(seconds: float | None) -> str:
+    """``75.5`` -> ``1:15.5``; None -> ``-``."""
+    if seconds is None:
+        return "-"
+    minutes, rest = divmod(float(seconds), 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{minutes:d}:{rest:04.1f}" if not hours else f"{hours:d}:{minutes:02d}:{rest:04.1f}"
 
 
 def search_cmd(
-    index: Annotated[Path, typer.Argument(help="Index folder from `c4c index`.")],
+    index: Annotated[Path, typer.Argument(help="Index folder from `c4c index` (or a library folder).")],
     queries: Annotated[List[str], typer.Argument(help="One or more text queries.")],
-    k: Annotated[int, typer.Option("-k", "--top", help="Videos returned per query.")] = 10,
-    run: Annotated[Optional[Path], typer.Option(help="Run whose text tower encodes the query [default: the index's].")] = None,
+    k: Annotated[int, typer.Option("-k", "--top", help="Results returned per query.")] = 10,
+    group: Annotated[choices.Group, typer.Option(
+        help="moment: overlapping windows of a video merge into one result (the best window's score and span); "
+             "video: one result per video.")] = "moment",
+    run: Annotated[Optional[Path], typer.Option(
+        help="Run whose text tower encodes the query [default: the model the index names]; must be the same model.")] = None,
+    force: opt.Force = False,
     device: opt.Device = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Find the videos that best match a text query (cosine similarity of the run's embeddings).
+    """Find the moments or videos that best match a text query (cosine similarity of the model's embeddings).
+
+    JSON results carry video_id, start and end (seconds; null for an index of whole videos made before
+    moments), score and the video file's path.
 
     Examples:
 
         c4c search my_index "a man is cooking pasta" -k 5
 
-        c4c search my_index "a red circle moves left" "a dog runs" --json
+        c4c search my_library "a red circle moves left" "a dog runs" --json
+
+        c4c search my_library "a goal is scored" --group video
     """
     from c4c.stages import search
 
     ui.setup_logging(quiet or as_json)
-    searcher = search.TextSearcher(index, run=run, device=device)
-    results = searcher.search(list(queries), k)
+    searcher = search.Searcher(index, run=run, device=device, force=force)
+    results = searcher.search(list(queries), k, group=group)
     if as_json:
-        payload = [{"query": q, "results": [{"rank": h.rank, "video_id": h.video_id, "score": round(h.score, 6)}
-                                            for h in hits]} for q, hits in zip(queries, results)]
+        payload = [{"query": q, "results": [m.as_dict() for m in hits]} for q, hits in zip(queries, results)]
         print(json.dumps(payload, indent=2, ensure_ascii=False))
         return
     from rich.table import Table
@@ -249,9 +354,12 @@ def search_cmd(
         table = Table(title=f"\"{query}\"")
         table.add_column("rank", justify="right")
         table.add_column("video_id")
+        table.add_column("time", justify="right")
         table.add_column("score", justify="right")
-        for h in hits:
-            table.add_row(str(h.rank), h.video_id, f"{h.score:.4f}")
+        table.add_column("file")
+        for m in hits:
+            span = "whole video" if m.start is None else f"{_clock(m.start)}–{_clock(m.end)}"
+            table.add_row(str(m.rank), m.video_id, span, f"{m.score:.4f}", Path(m.path).name if m.path else "")
         ui.console().print(table)
 
 

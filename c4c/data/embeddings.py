@@ -1,12 +1,17 @@
 """EMB.h5, the embedding file `c4c encode` writes and `c4c evaluate` / `c4c index` read.
 
-The only code that knows the layout (format ``c4c-embeddings`` version 1, documented in
+The only code that knows the layout (format ``c4c-embeddings`` version 2, documented in
 data/README.md)::
 
     /                     attrs: format, format_version, complete, sim, loose, logit_scale, dim,
                                  normalised, multi_sentence, paragraph, run, checkpoint, frames,
-                                 dataset, ann, split, settings (JSON), fingerprint, created
-    /videos/ids           [Nv] utf-8 strings
+                                 dataset, ann, split, settings (JSON), fingerprint, created,
+                                 model (JSON, c4c.search.source.ModelSource), model_fingerprint,
+                                 moments (bool), window, stride (seconds; 0 without windows)
+    /videos/ids           [Nv] utf-8 strings, the video of each row (repeated when ``moments``)
+    /videos/start         [Nv] float64 seconds, where the row's span of its video starts
+    /videos/end           [Nv] float64 seconds, where it ends
+    /videos/source        [Nv] utf-8 strings, the video file (the frame store's source_path; "" unknown)
     /videos/emb           [Nv, D] float32, L2-normalised    (loose heads: meanP, seqLSTM, seqTransf)
     /videos/frames        [Nv, T, D] float32 frame features (tightTransf: its cross encoder's input)
     /videos/mask          [Nv, T] bool                      (tightTransf)
@@ -16,6 +21,9 @@ data/README.md)::
 
 Writing goes to ``EMB.h5.partial`` with ``videos_done`` / ``texts_done`` counters, so an
 interrupted encode resumes; the finished file is renamed into place.
+
+Version 1 files (no start/end/source, no model) still read: their spans are NaN, their sources "",
+and their model is the run and checkpoint they name.
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ import numpy as np
 from c4c.errors import C4CError
 
 FORMAT = "c4c-embeddings"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def _h5py():
@@ -60,6 +69,10 @@ class Layout:
     loose: bool
     max_frames: int                  # T of /videos/frames (tight heads)
     attrs: dict                      # scalar/str root attributes (sim, run, frames, ...)
+    starts: np.ndarray | None = None  # float64 [Nv] seconds (None: NaN, unknown)
+    ends: np.ndarray | None = None    # float64 [Nv]
+    sources: list[str] | None = None  # [Nv] video files (None: "")
+    moments: bool = False            # rows are windows of videos (ids repeat)
 
 
 class EmbeddingWriter:
@@ -97,6 +110,12 @@ class EmbeddingWriter:
         nv, nt, d = len(lay.video_ids), len(lay.captions), lay.dim
         videos = f.create_group("videos")
         videos.create_dataset("ids", data=np.array(lay.video_ids, dtype=object), dtype=text)
+        nan = np.full(nv, np.nan)
+        videos.create_dataset("start", data=nan if lay.starts is None else np.asarray(lay.starts, np.float64))
+        videos.create_dataset("end", data=nan if lay.ends is None else np.asarray(lay.ends, np.float64))
+        videos.create_dataset("source", data=np.array(lay.sources if lay.sources is not None else [""] * nv,
+                                                      dtype=object), dtype=text)
+        f.attrs["moments"] = bool(lay.moments)
         if lay.loose:
             videos.create_dataset("emb", shape=(nv, d), dtype="f4", chunks=_chunks(nv, 1024, d))
         else:
@@ -176,16 +195,24 @@ class Embeddings:
         if version > FORMAT_VERSION:
             raise C4CError(f"embedding format version {version} is newer than this c4c reads ({FORMAT_VERSION})",
                            path=self.path, hint="upgrade c4c")
+        if version not in READABLE_VERSIONS:
+            raise C4CError(f"embedding format version {version} is not supported", path=self.path,
+                           hint="re-encode with `c4c encode`")
+        self.version = version
         if not self.attrs.get("complete"):
             raise C4CError("embedding file is incomplete", path=self.path, hint="rerun `c4c encode`")
         needed = ["videos/ids", "texts/captions", "texts/video_index", "texts/emb"]
+        if version >= 2:
+            needed += ["videos/start", "videos/end", "videos/source"]
         needed += ["videos/emb"] if self.attrs.get("loose") else ["videos/frames", "videos/mask"]
         missing = [k for k in needed if k not in f]
         if missing:
             raise C4CError(f"embedding file lacks {', '.join(missing)}", path=self.path)
         nv, nt = f["videos/ids"].shape[0], f["texts/captions"].shape[0]
         video_rows = f["videos/emb" if self.attrs.get("loose") else "videos/frames"].shape[0]
-        if video_rows != nv or f["texts/emb"].shape[0] != nt or f["texts/video_index"].shape[0] != nt:
+        spans = [f[k].shape[0] for k in ("videos/start", "videos/end", "videos/source") if k in f]
+        if video_rows != nv or f["texts/emb"].shape[0] != nt or f["texts/video_index"].shape[0] != nt \
+                or any(n != nv for n in spans):
             raise C4CError("embedding file rows disagree with its id lists", path=self.path)
         index = f["texts/video_index"][()]
         if nt and (index.min() < 0 or index.max() >= nv):
@@ -206,6 +233,33 @@ class Embeddings:
     @property
     def settings(self) -> dict:
         return json.loads(self.attrs.get("settings") or "{}")
+
+    @property
+    def moments(self) -> bool:
+        """Whether rows are windows of videos (``c4c encode --window``): a video id may repeat."""
+        return bool(self.attrs.get("moments", False))
+
+    @property
+    def model_source(self):
+        """The :class:`c4c.search.source.ModelSource` that made the embeddings (None if unknown)."""
+        from c4c.search.source import from_record
+
+        return from_record(self.attrs.get("model"), run=self.attrs.get("run") or None,
+                           checkpoint=self.attrs.get("checkpoint") or None)
+
+    def spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(start, end)`` float64 ``[Nv]`` seconds of each row (NaN in version 1 files)."""
+        if self.version < 2:
+            nan = np.full(len(self.video_ids), np.nan)
+            return nan, nan.copy()
+        return self._read("videos/start").astype(np.float64), self._read("videos/end").astype(np.float64)
+
+    def sources(self) -> list[str]:
+        """The video file of each row ("" when unknown, and in version 1 files)."""
+        if self.version < 2:
+            return [""] * len(self.video_ids)
+        with _h5py().File(self.path, "r") as f:
+            return [str(x) for x in f["videos/source"].asstr()[()]]
 
     def _read(self, key: str) -> np.ndarray:
         with _h5py().File(self.path, "r") as f:

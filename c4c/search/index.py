@@ -22,7 +22,7 @@ from c4c.errors import C4CError
 from c4c.search.build import Progress, apply_search_params, build_faiss, faiss_module
 from c4c.search.exact import exact_topk, recall_at_k
 from c4c.search.index_dir import (IDS_FILE, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION, check_destination, read_ids,
-                                  read_manifest, settings_from, write_dir)
+                                  read_manifest, read_rows, settings_from, write_dir)
 from c4c.search.settings import KINDS, IndexSettings, auto_nlist, auto_pq_m, resolve_settings
 
 __all__ = ["INDEX_FORMAT", "INDEX_VERSION", "KINDS", "IndexSettings", "VectorIndex", "auto_nlist", "auto_pq_m",
@@ -90,17 +90,19 @@ def _check_ids(ids: list[str], n: int) -> list[str]:
 
 
 def build_index(vectors: np.ndarray, ids: list[str], settings: IndexSettings, out_dir: Path, *,
-                meta: dict | None = None, progress: Progress | None = None, overwrite: bool = False) -> Path:
+                meta: dict | None = None, progress: Progress | None = None, overwrite: bool = False,
+                rows=None) -> Path:
     """Build a faiss index of ``vectors`` [N, D] (row i is ``ids[i]``) and write it to ``out_dir``.
 
     Rows are L2-normalised (a warning is logged when they were not already). ``meta`` is stored as
     is in the manifest (JSON-serialisable). ``progress(stage, done, total)`` is called during
     training and adding. An existing non-empty ``out_dir`` is refused unless ``overwrite`` is true,
-    and even then only when it holds a c4c index. Returns ``out_dir``.
+    and even then only when it holds a c4c index. ``rows`` (a :class:`c4c.search.moments.RowTable`) says
+    what each row is (default: row i is video ``ids[i]``). Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
     check_destination(out_dir, overwrite)  # fail before a long build, not after it
-    index = VectorIndex.from_vectors(vectors, ids, settings, meta=meta, progress=progress)
+    index = VectorIndex.from_vectors(vectors, ids, settings, meta=meta, progress=progress, rows=rows)
     return index.save(out_dir, overwrite=overwrite)
 
 
@@ -140,7 +142,9 @@ class VectorIndex:
     """
 
     def __init__(self, index, ids: list[str], manifest: dict, *, path: Path | None = None,
-                 cpu_index=None, on_gpu: bool = False):
+                 cpu_index=None, on_gpu: bool = False, rows=None):
+        from c4c.search.moments import RowTable
+
         self._index = index          # what searches: the CPU index, or its GPU copy
         self._cpu_index = cpu_index  # what `save` writes; None once moved to the GPU
         self.ids = ids
@@ -151,10 +155,11 @@ class VectorIndex:
         self.kind: str = manifest["kind"]
         self.meta: dict = manifest.get("meta") or {}
         self.settings = settings_from(manifest)
+        self.rows = rows if rows is not None else RowTable.whole_videos(ids)  # what each row is
 
     @classmethod
     def from_vectors(cls, vectors: np.ndarray, ids: list[str], settings: IndexSettings | None = None, *,
-                     meta: dict | None = None, progress: Progress | None = None) -> "VectorIndex":
+                     meta: dict | None = None, progress: Progress | None = None, rows=None) -> "VectorIndex":
         """Build an index of ``vectors`` [N, D] in memory (on the CPU); see :func:`build_index`."""
         settings = settings or IndexSettings()
         x = _as_matrix(vectors, "vectors")
@@ -162,6 +167,8 @@ class VectorIndex:
         if n == 0:
             raise C4CError("the collection is empty: no vectors to index")
         ids = _check_ids(ids, n)
+        if rows is not None and len(rows) != n:
+            raise C4CError(f"{len(rows)} rows described for {n} vectors")
         x, changed = _normalised(x, "vectors")
         if changed:
             log.warning("the vectors were not L2-normalised; normalised them (scores are cosines)")
@@ -169,11 +176,12 @@ class VectorIndex:
         index, build_seconds, train_seconds = build_faiss(x, s, progress)
         manifest = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "kind": s.kind, "settings": asdict(s),
                     "dim": int(dim), "count": int(n), "metric": "ip", "normalised": True,
+                    "moments": bool(rows is not None and len(set(rows.row_video.tolist())) < n),
                     "meta": dict(meta or {}), "faiss_version": faiss_module().__version__, "c4c_version": __version__,
                     "build_seconds": round(build_seconds, 3), "train_seconds": round(train_seconds, 3)}
         if s.kind != settings.kind:
             manifest["requested_kind"] = settings.kind
-        return cls(index, ids, manifest, cpu_index=index)
+        return cls(index, ids, manifest, cpu_index=index, rows=rows)
 
     def save(self, out_dir: Path, *, overwrite: bool = False) -> Path:
         """Write INDEX_DIR atomically (see the module notes on ``overwrite``); returns ``out_dir``."""
@@ -181,7 +189,7 @@ class VectorIndex:
             raise RuntimeError("this index was moved to the GPU when opened; open it with device='cpu' to save it")
         out_dir = Path(out_dir)
         check_destination(out_dir, overwrite)
-        write_dir(out_dir, self._cpu_index, self.ids, self.manifest, overwrite)
+        write_dir(out_dir, self._cpu_index, self.ids, self.manifest, overwrite, rows=self.rows.to_json())
         self.path = out_dir
         return out_dir
 
@@ -216,7 +224,8 @@ class VectorIndex:
         if device == "gpu" and gpus == 0:
             raise C4CError("device gpu asked for, but faiss sees no GPU",
                            hint="install faiss-gpu on a GPU machine, or use the CPU")
-        self = cls(index, ids, manifest, path=index_dir, cpu_index=index)
+        rows = read_rows(index_dir, manifest, ids)
+        self = cls(index, ids, manifest, path=index_dir, cpu_index=index, rows=rows)
         if device != "cpu" and gpus > 0:
             if kind == "hnsw":
                 log.info("faiss has no GPU version of hnsw indexes; searching on the CPU")
@@ -259,6 +268,13 @@ class VectorIndex:
         of indexed videos. An approximate index may find fewer than ``k``: ``ids[q]`` is then shorter
         and the scores past its end are -inf.
         """
+        scores, rows = self.search_rows(queries, k)
+        ids = [[self.ids[r] for r in row[row >= 0]] for row in rows]
+        return scores, ids
+
+    def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` by row: scores [Q, k] (cosines) and rows [Q, k] int64, best first (-1 and -inf
+        where an approximate index found fewer than ``k``)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise C4CError(f"k must be a whole number of at least 1, got {k!r}")
         q = _as_matrix(queries, "queries", self.dim)
@@ -274,7 +290,5 @@ class VectorIndex:
                 apply_search_params(self._index, "ivfpq", k_factor=max(1, min(self.settings.k_factor, GPU_MAX_K // k)))
         scores, rows = self._index.search(q, k)
         scores = np.array(scores, dtype=np.float32)
-        found = rows >= 0
-        scores[~found] = -np.inf
-        ids = [[self.ids[r] for r in row[ok]] for row, ok in zip(rows, found)]
-        return scores, ids
+        scores[rows < 0] = -np.inf
+        return scores, np.asarray(rows, dtype=np.int64)

@@ -1,11 +1,15 @@
-"""INDEX_DIR on disk, format ``c4c-index`` version 1 (documented in data/README.md)::
+"""INDEX_DIR on disk, format ``c4c-index`` version 2 (documented in data/README.md)::
 
     index.json    manifest: format, version, kind, settings (resolved: no automatic value left),
-                  dim, count, metric "ip", normalised, meta (free dict from the caller, e.g. the
-                  embedding file the vectors came from), faiss_version, c4c_version,
-                  build_seconds, train_seconds, requested_kind (only when it differs from kind)
+                  dim, count, metric "ip", normalised, moments (rows are windows of videos),
+                  meta (free dict from the caller, e.g. the embedding file the vectors came from and
+                  the model that made them), faiss_version, c4c_version, build_seconds,
+                  train_seconds, requested_kind (only when it differs from kind)
     index.faiss   the faiss index (faiss.write_index, always the CPU version); row i is ids[i]
-    ids.json      JSON list of the video ids, in row order
+    ids.json      JSON list of the row ids (unique), in row order
+    moments.json  what each row is: its video, start and end (c4c.search.moments.RowTable)
+
+Version 1 folders (no moments.json: each row is a video, ids.json the video ids) still open.
 
 The folder is written atomically: into a temporary sibling folder, then renamed into place; an index
 being replaced is set aside until the new one is in, and put back if anything fails.
@@ -25,10 +29,12 @@ from c4c.search.build import faiss_module
 from c4c.search.settings import KINDS, IndexSettings
 
 INDEX_FORMAT = "c4c-index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_FILE = "index.json"
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.json"
+MOMENTS_FILE = "moments.json"
 
 
 def is_index_dir(path: Path) -> bool:
@@ -53,8 +59,10 @@ def check_destination(out_dir: Path, overwrite: bool) -> None:
 
 
 
-def write_dir(out_dir: Path, index, ids: list[str], manifest: dict, overwrite: bool) -> None:
-    """Write the faiss ``index``, ``ids`` and ``manifest`` as INDEX_DIR ``out_dir``, atomically (module notes)."""
+def write_dir(out_dir: Path, index, ids: list[str], manifest: dict, overwrite: bool,
+              rows: dict | None = None) -> None:
+    """Write the faiss ``index``, ``ids``, ``manifest`` and the row table ``rows`` (moments.json) as
+    INDEX_DIR ``out_dir``, atomically (module notes)."""
     faiss = faiss_module()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
@@ -67,7 +75,11 @@ def write_dir(out_dir: Path, index, ids: list[str], manifest: dict, overwrite: b
         (tmp / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n",
                                          encoding="utf-8")
-        for name in (INDEX_FILE, IDS_FILE, MANIFEST_FILE):
+        names = [INDEX_FILE, IDS_FILE, MANIFEST_FILE]
+        if rows is not None:
+            (tmp / MOMENTS_FILE).write_text(json.dumps(rows, ensure_ascii=False) + "\n", encoding="utf-8")
+            names.append(MOMENTS_FILE)
+        for name in names:
             fsync_file(tmp / name)
         check_destination(out_dir, overwrite)  # again: something may have appeared while building
         if out_dir.is_dir():
@@ -93,6 +105,13 @@ def read_manifest(index_dir: Path) -> dict:
     """The validated manifest of ``index_dir``; C4CError naming the file when it is not a usable index."""
     index_dir = Path(index_dir)
     path = index_dir / MANIFEST_FILE
+    if index_dir.is_file():
+        fmt = _hdf5_format(index_dir)
+        hint = {"c4c-embeddings": f"build an index of it with `c4c index {index_dir} --out INDEX`, then search INDEX",
+                "c4c-frames": "encode it with `c4c encode --frames ...`, index that with `c4c index`, then search "
+                              "the index (or `c4c index VIDEOS_DIR --out INDEX` does all three)"}
+        raise C4CError(f"{what_file_is(index_dir)}, not an index folder", path=index_dir,
+                       hint=hint.get(fmt or "", "pass the folder `c4c index` wrote"))
     if not index_dir.is_dir():
         raise C4CError("index folder not found", path=index_dir, hint="build it with `c4c index`")
     if not path.is_file():
@@ -105,9 +124,9 @@ def read_manifest(index_dir: Path) -> dict:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise C4CError(f"not a c4c index manifest (format is {found!r}, expected {INDEX_FORMAT!r})", path=path)
     version = manifest.get("version")
-    if version != INDEX_VERSION:
-        raise C4CError(f"index format version {version!r} is not supported (this c4c reads version {INDEX_VERSION})",
-                       path=path, hint="rebuild the index with this c4c")
+    if version not in READABLE_VERSIONS:
+        raise C4CError(f"index format version {version!r} is not supported (this c4c reads versions "
+                       f"{', '.join(map(str, READABLE_VERSIONS))})", path=path, hint="rebuild the index with this c4c")
     for key, kind in (("kind", str), ("dim", int), ("count", int), ("settings", dict)):
         if not isinstance(manifest.get(key), kind):
             raise C4CError(f"index manifest lacks a valid {key!r}", path=path)
@@ -131,7 +150,62 @@ def read_ids(path: Path, count: int) -> list[str]:
     if len(ids) != count:
         raise C4CError(f"id list holds {len(ids)} ids, the manifest says {count} vectors", path=path,
                        hint="the index folder is inconsistent; rebuild it")
+    seen: dict[str, int] = {}
+    for i, vid in enumerate(ids):
+        if vid in seen:
+            raise C4CError(f"duplicate id {vid!r} at rows {seen[vid]} and {i}: results could not be told apart",
+                           path=path, hint="the index folder is damaged; rebuild it with `c4c index`")
+        seen[vid] = i
     return ids
+
+
+def read_rows(index_dir: Path, manifest: dict, ids: list[str]):
+    """The row table (c4c.search.moments.RowTable) of an index: moments.json, or for version 1 one row
+    per video of ids.json."""
+    from c4c.search.moments import RowTable
+
+    path = Path(index_dir) / MOMENTS_FILE
+    if not path.is_file():
+        if manifest.get("version", 1) >= 2:
+            raise C4CError(f"{MOMENTS_FILE} is missing", path=path, hint="rebuild the index with `c4c index`")
+        return RowTable.whole_videos(ids)
+    try:
+        rows = RowTable.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise C4CError(f"unreadable row table ({exc})", path=path) from None
+    if len(rows) != len(ids):
+        raise C4CError(f"row table has {len(rows)} rows, the index {len(ids)}", path=path,
+                       hint="the index folder is inconsistent; rebuild it")
+    return rows
+
+
+def is_embedding_file(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file of format c4c-embeddings (EMB.h5)."""
+    return _hdf5_format(path) == "c4c-embeddings"
+
+
+def _hdf5_format(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                return None
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("format")
+        return value.decode() if isinstance(value, bytes) else (str(value) if value is not None else None)
+    except (OSError, ValueError):
+        return None
+
+
+def what_file_is(path: Path) -> str:
+    """A phrase naming a file that was given where an index folder belongs."""
+    fmt = _hdf5_format(path)
+    if fmt == "c4c-embeddings":
+        return "this is an embedding file (EMB.h5 of `c4c encode`)"
+    if fmt in ("c4c-frames",):
+        return "this is a frame store (FRAMES.h5 of `c4c extract`)"
+    return "this is a file"
 
 
 def settings_from(manifest: dict) -> IndexSettings:

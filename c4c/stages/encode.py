@@ -1,12 +1,25 @@
-"""`c4c encode`: text and video embeddings of a trained run, written to EMB.h5.
+"""`c4c encode`: text and video embeddings of a trained run, or of zero-shot CLIP, written to EMB.h5.
+
+The model is a trained run (``run``) or zero-shot CLIP (``clip`` + ``pretrained``): CLIP4Clip's meanP
+at initialisation, i.e. CLIP's image features of the video's frames, mean-pooled
+(:mod:`c4c.search.source`). EMB.h5 records which, with a fingerprint, so `c4c search` rebuilds the
+same text tower.
 
 With annotations (``--dataset`` and ``--ann``) it encodes one split: every caption (or paragraph)
 and every video of that split, in the order `c4c finetune` evaluates them. Without annotations it
-encodes every video in FRAMES.h5 and no text (your own videos, for `c4c index` and `c4c search`).
+encodes every video in FRAMES.h5 and no text (your own videos, for `c4c index` and `c4c search`),
+one row per video, or with ``window`` one row per window of each video (moments,
+:mod:`c4c.search.moments`).
+
+Own videos with a loose head (meanP, seqLSTM, seqTransf) and the 2-D patch go frame by frame: the
+frames each video needs pass through the image tower once, in chunks of that video alone (so a
+video's embeddings do not depend on which other videos are encoded with it), then the head runs on
+each window's frames. Everything else (annotated splits, tightTransf, the 3-D patch) is encoded
+clip by clip, exactly as the training-time evaluation does.
 
 Frame and text settings (max frames, sampling, fps, max words, paragraphs) default to the run's
-own, so the embeddings match what the run was evaluated on. The work is batched, memory stays
-bounded by one batch, and an interrupted encode resumes from its ``.partial`` file.
+own (zero-shot: 12 frames, uniform, 32 words). Work is batched, memory stays bounded, and an
+interrupted encode resumes from its ``.partial`` file.
 """
 
 from __future__ import annotations
@@ -24,14 +37,22 @@ from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
 
+ROWS_PER_WRITE = 1024   # moment rows buffered before they are written (always whole videos)
+
 
 @dataclass
 class EncodeConfig:
-    """Options of `c4c encode`; ``None`` means "as the run was trained"."""
+    """Options of `c4c encode`; ``None`` means "as the run was trained" (zero-shot: CLIP's defaults)."""
 
-    run: Path                              # run folder of `c4c finetune` / `c4c pretrain`
     frames: Path                           # FRAMES.h5 from `c4c extract`
     out: Path                              # EMB.h5 to write
+    run: Path | None = None                # run folder of `c4c finetune` / `c4c pretrain`; or:
+    clip: str | None = None                # zero-shot: open_clip model name, "tiny", or a JSON model config
+    pretrained: str | None = None          # zero-shot weights: open_clip tag, a file, or "none" [openai]
+    activation: str = "auto"               # zero-shot: auto | quickgelu | gelu
+    clip_fp16: bool = False                # zero-shot: CLIP weights in fp16 (GPU)
+    window: float | None = None            # own videos: one row per window of this many seconds
+    stride: float | None = None            # seconds between window starts [window / 2]
     dataset: str | None = None             # annotation format; None: every video in FRAMES, no text
     ann: Path | None = None
     split: str = "test"
@@ -42,7 +63,7 @@ class EncodeConfig:
     sampling: str | None = None
     fps: float | None = None
     paragraph: bool | None = None
-    batch_size: int = 64
+    batch_size: int = 64                   # texts or clips per batch (moments: batch_size x max_frames frames)
     device: str = "auto"
     amp: str = "auto"                      # auto (bf16 on GPU, none on CPU) | bf16 | fp16 | none
     workers: int = 2
@@ -58,6 +79,9 @@ class EncodeResult:
     sim: str
     resumed: bool
     seconds: float
+    rows: int = 0                          # video rows written (moments: windows)
+    frames: int = 0                        # frames through the image tower (frame-by-frame path)
+    model: str = ""                        # the model, described (c4c.search.source)
 
 
 def _setting(value, run_config: dict, key: str, default):
@@ -91,36 +115,67 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> EncodeResult:
-    """Encode the texts and videos of ``cfg`` with the run's model into ``cfg.out``."""
-    import numpy as np
-    import torch
-    from torch.utils.data import DataLoader, Subset
+def _check(cfg: EncodeConfig) -> tuple[float | None, float | None]:
+    """Option checks that need nothing read; returns the resolved (window, stride)."""
+    from c4c.search.moments import check_window
 
-    from c4c.data.embeddings import EmbeddingWriter, Layout, partial_path
-    from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, EvalSet, collate
-    from c4c.model.load import load_run, resolve_device
+    if cfg.run is not None and cfg.clip is not None:
+        raise C4CError("--run and --clip are mutually exclusive: a run brings its own model",
+                       hint="--run RUN_DIR for a trained run, or --clip NAME --pretrained TAG for zero-shot CLIP")
+    if cfg.run is None and cfg.clip is None:
+        raise C4CError("which model encodes? pass --run RUN_DIR (a trained run) or --clip NAME for zero-shot CLIP",
+                       hint="e.g. --clip ViT-B-32 --pretrained openai")
+    if cfg.run is not None and (cfg.pretrained is not None or cfg.activation != "auto" or cfg.clip_fp16):
+        raise C4CError("--pretrained, --activation and --clip-fp16 go with --clip (zero-shot); a run brings its own")
+    if cfg.batch_size < 1:
+        raise C4CError("--batch-size must be at least 1")
+    window, stride = check_window(cfg.window, cfg.stride)
+    if window is not None and (cfg.dataset is not None or cfg.ann is not None):
+        raise C4CError("--window cuts your own videos into moments; an annotated split is encoded clip by clip",
+                       hint="drop --window, or drop --dataset/--ann")
+    return window, stride
+
+
+def load_model(cfg: EncodeConfig, device: str):
+    """``(model in eval mode, the run's config or {}, ModelSource, checkpoint meta text)``."""
+    from c4c.search.source import build_zero_shot, run_source, zero_shot_spec
+
+    if cfg.run is not None:
+        from c4c.model.load import load_run
+
+        loaded = load_run(cfg.run, device=device, which=cfg.checkpoint)
+        meta = loaded.checkpoint / "meta.json"
+        return loaded.model, loaded.config, run_source(loaded), meta.read_text() if meta.is_file() else ""
+    spec = zero_shot_spec(cfg.clip, cfg.pretrained if cfg.pretrained is not None else "openai", cfg.activation,
+                          cfg.clip_fp16)
+    model, source = build_zero_shot(spec, device)
+    return model, {}, source, ""
+
+
+def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> EncodeResult:
+    """Encode the texts and videos of ``cfg`` into ``cfg.out``."""
+    from c4c.model.load import resolve_device
     from c4c.train.host_memory import keep_freed_memory
     from c4c.train.loop import autocast_context
     from c4c.video.store import FrameStore
 
-    emit = on_event or (lambda event: None)
     t0 = time.perf_counter()
     out = Path(cfg.out)
     if out.exists() and not cfg.overwrite:
         raise C4CError("output exists", path=out, hint="pass --overwrite to replace it, or choose another --out")
-    if cfg.batch_size < 1:
-        raise C4CError("--batch-size must be at least 1")
+    window, stride = _check(cfg)
     device = resolve_device(cfg.device)
     keep_freed_memory()  # batches of frames would otherwise be faulted in afresh each time
     amp = cfg.amp if cfg.amp != "auto" else ("bf16" if device.startswith("cuda") else "none")
     amp_ctx = autocast_context(amp, device)
 
-    loaded = load_run(cfg.run, device=device, which=cfg.checkpoint)
-    model, rc = loaded.model, loaded.config
     store = FrameStore(cfg.frames)
-    records = _records(cfg, store)
+    model, rc, source, meta = load_model(cfg, device)
+    frame_by_frame = cfg.dataset is None and model.loose and model.patch == "2d"
+    if window is not None and not frame_by_frame:
+        why = (f"{model.sim} scores each text-video pair with a cross encoder, so moments cannot be indexed"
+               if not model.loose else "the 3-D patch mixes neighbouring frames of each clip")
+        raise C4CError(f"--window: {why}", hint="encode moments with a meanP, seqLSTM or seqTransf run (2-D patch)")
     settings = {
         "max_words": int(_setting(cfg.max_words, rc, "max_words", 32)),
         "max_frames": int(_setting(cfg.max_frames, rc, "max_frames", 12)),
@@ -128,65 +183,229 @@ def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> En
         "fps": _setting(cfg.fps, rc, "fps", None),
         "paragraph": bool(_setting(cfg.paragraph, rc, "paragraph_resolved", False)) if cfg.dataset else False,
     }
-    evalset = EvalSet(records, store, CaptionTokenizer(settings["max_words"]),
-                      ClipSpec(max_frames=settings["max_frames"], sampling=settings["sampling"], fps=settings["fps"]),
-                      paragraph=settings["paragraph"])
-    dim = int(model.clip.text_projection.shape[1])
+    if settings["max_frames"] < 1:
+        raise C4CError(f"--max-frames must be at least 1, got {settings['max_frames']}")
     attrs = {
         "sim": model.sim, "logit_scale": float(model.clip.logit_scale.detach().exp().item()),
-        "normalised": model.loose, "multi_sentence": evalset.multi_sentence,
-        "paragraph": settings["paragraph"], "run": str(Path(cfg.run).resolve()),
-        "checkpoint": str(loaded.checkpoint.resolve()), "frames": str(Path(cfg.frames).resolve()),
-        "dataset": cfg.dataset or "", "ann": str(Path(cfg.ann).resolve()) if cfg.ann else "",
-        "split": cfg.split if cfg.dataset else "", "clip": str(rc.get("clip", "")),
-        "settings": json.dumps(settings),
+        "normalised": model.loose, "run": source.run or "", "checkpoint": source.checkpoint or "",
+        "frames": str(Path(cfg.frames).resolve()), "dataset": cfg.dataset or "",
+        "ann": str(Path(cfg.ann).resolve()) if cfg.ann else "", "split": cfg.split if cfg.dataset else "",
+        "clip": str(source.spec.get("clip") or rc.get("clip", "")), "settings": json.dumps(settings),
+        "model": source.to_json(), "model_fingerprint": source.fingerprint,
+        "window": window or 0.0, "stride": stride or 0.0,
     }
-    layout = Layout(video_ids=evalset.video_ids, captions=evalset.captions, video_index=evalset.video_of_caption,
-                    dim=dim, loose=model.loose, max_frames=settings["max_frames"], attrs=attrs)
-    meta = (loaded.checkpoint / "meta.json").read_text() if (loaded.checkpoint / "meta.json").is_file() else ""
-    fingerprint = _fingerprint(attrs, meta, evalset.video_ids, evalset.captions)
+    emit = on_event or (lambda event: None)
+    job = _Job(cfg=cfg, out=out, model=model, store=store, settings=settings, attrs=attrs, meta=meta,
+               device=device, amp_ctx=amp_ctx, emit=emit, window=window, stride=stride)
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = EmbeddingWriter(out, layout, fingerprint)
-    if writer.resumed:
-        log.info("resuming %s: %d of %d texts and %d of %d videos already encoded", partial_path(out),
-                 writer.texts_done, len(evalset.captions), writer.videos_done, len(evalset.video_ids))
-    emit({"event": "start", "texts": len(evalset.captions), "videos": len(evalset.video_ids),
-          "texts_done": writer.texts_done, "videos_done": writer.videos_done})
-    try:
-        with torch.no_grad():
-            texts = evalset.text_dataset()
-            loader = DataLoader(Subset(texts, range(writer.texts_done, len(texts))), batch_size=cfg.batch_size,
-                                collate_fn=collate, num_workers=0)
-            for batch in loader:
-                with amp_ctx:
-                    feats = model.encode_text(batch["text_ids"].to(device)).float()
-                if model.loose:
-                    feats = torch.nn.functional.normalize(feats, dim=-1)
-                writer.write_texts(int(batch["index"][0]), feats.cpu().numpy())
-                emit({"event": "texts", "n": len(feats)})
-            videos = evalset.video_dataset()
-            loader = DataLoader(Subset(videos, range(writer.videos_done, len(videos))), batch_size=cfg.batch_size,
-                                collate_fn=collate, num_workers=cfg.workers)
-            for batch in loader:
-                mask = batch["video_mask"].to(device)
-                with amp_ctx:
-                    feats = model.encode_video(batch["video"].to(device), mask).float()
-                if model.loose:
-                    writer.write_videos(int(batch["index"][0]), model.pooled_video(feats, mask).cpu().numpy())
-                else:
-                    writer.write_videos(int(batch["index"][0]), feats.cpu().numpy(),
-                                        batch["video_mask"].numpy().astype(np.bool_))
-                emit({"event": "videos", "n": len(feats)})
-        writer.finish()  # renames over an existing file only now (--overwrite)
-    finally:
-        writer.close()
-    seconds = time.perf_counter() - t0
-    _write_summary(out, cfg, len(evalset.video_ids), len(evalset.captions), model.sim, seconds)
-    return EncodeResult(out=out, videos=len(evalset.video_ids), texts=len(evalset.captions), sim=model.sim,
-                        resumed=writer.resumed, seconds=seconds)
+    result = job.moments() if frame_by_frame else job.clips()
+    result.seconds = time.perf_counter() - t0
+    result.model = source.describe()
+    _write_summary(out, cfg, result)
+    return result
 
 
-def _write_summary(out: Path, cfg: EncodeConfig, videos: int, texts: int, sim: str, seconds: float) -> None:
-    data = {"out": str(out), "videos": videos, "texts": texts, "sim": sim, "seconds": round(seconds, 2),
+@dataclass
+class _Job:
+    """One encode: what both paths share."""
+
+    cfg: EncodeConfig
+    out: Path
+    model: object
+    store: object
+    settings: dict
+    attrs: dict
+    meta: str
+    device: str
+    amp_ctx: object
+    emit: Callable[[dict], None]
+    window: float | None
+    stride: float | None
+
+    def _facts(self, video_id: str) -> tuple[object, float, str]:
+        """``(timestamps, duration, source path)`` of a stored video."""
+        from c4c.search.moments import video_duration
+
+        ts = self.store.timestamps(video_id)
+        info = self.store.info(video_id)
+        return ts, video_duration(ts, info, self.store.settings.fps), str(info.get("source_path") or "")
+
+    # --- clip by clip: annotated splits, tightTransf, 3-D patch -----------------------------------
+    def clips(self) -> EncodeResult:
+        import numpy as np
+        import torch
+        from torch.utils.data import DataLoader, Subset
+
+        from c4c.data.embeddings import EmbeddingWriter, Layout, partial_path
+        from c4c.data.text import CaptionTokenizer
+        from c4c.data.video_text import ClipSpec, EvalSet, collate
+
+        cfg, model, s = self.cfg, self.model, self.settings
+        evalset = EvalSet(_records(cfg, self.store), self.store, CaptionTokenizer(s["max_words"]),
+                          ClipSpec(max_frames=s["max_frames"], sampling=s["sampling"], fps=s["fps"]),
+                          paragraph=s["paragraph"])
+        starts, ends, sources = [], [], []
+        for vid, (lo, hi) in zip(evalset.video_ids, evalset.windows):
+            _, duration, path = self._facts(vid)
+            starts.append(0.0 if lo is None else float(lo))
+            ends.append(duration if hi is None else min(float(hi) + 1.0, duration))  # whole seconds lo..hi
+            sources.append(path)
+        attrs = {**self.attrs, "multi_sentence": evalset.multi_sentence, "paragraph": s["paragraph"]}
+        layout = Layout(video_ids=evalset.video_ids, captions=evalset.captions,
+                        video_index=evalset.video_of_caption, dim=int(model.clip.text_projection.shape[1]),
+                        loose=model.loose, max_frames=s["max_frames"], attrs=attrs, starts=np.array(starts),
+                        ends=np.array(ends), sources=sources)
+        fingerprint = _fingerprint(attrs, self.meta, evalset.video_ids, evalset.captions)
+        writer = EmbeddingWriter(self.out, layout, fingerprint)
+        if writer.resumed:
+            log.info("resuming %s: %d of %d texts and %d of %d videos already encoded", partial_path(self.out),
+                     writer.texts_done, len(evalset.captions), writer.videos_done, len(evalset.video_ids))
+        self.emit({"event": "start", "texts": len(evalset.captions), "videos": len(evalset.video_ids),
+                   "texts_done": writer.texts_done, "videos_done": writer.videos_done})
+        device, amp_ctx = self.device, self.amp_ctx
+        try:
+            with torch.inference_mode():
+                texts = evalset.text_dataset()
+                loader = DataLoader(Subset(texts, range(writer.texts_done, len(texts))), batch_size=cfg.batch_size,
+                                    collate_fn=collate, num_workers=0)
+                for batch in loader:
+                    with amp_ctx:
+                        feats = model.encode_text(batch["text_ids"].to(device)).float()
+                    if model.loose:
+                        feats = torch.nn.functional.normalize(feats, dim=-1)
+                    writer.write_texts(int(batch["index"][0]), feats.cpu().numpy())
+                    self.emit({"event": "texts", "n": len(feats)})
+                videos = evalset.video_dataset()
+                loader = DataLoader(Subset(videos, range(writer.videos_done, len(videos))),
+                                    batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
+                for batch in loader:
+                    mask = batch["video_mask"].to(device)
+                    with amp_ctx:
+                        feats = model.encode_video(batch["video"].to(device), mask).float()
+                    if model.loose:
+                        writer.write_videos(int(batch["index"][0]), model.pooled_video(feats, mask).cpu().numpy())
+                    else:
+                        writer.write_videos(int(batch["index"][0]), feats.cpu().numpy(),
+                                            batch["video_mask"].numpy().astype(np.bool_))
+                    self.emit({"event": "videos", "n": len(feats)})
+            writer.finish()  # renames over an existing file only now (--overwrite)
+        finally:
+            writer.close()
+        return EncodeResult(out=self.out, videos=len(evalset.video_ids), texts=len(evalset.captions),
+                            sim=model.sim, resumed=writer.resumed, seconds=0.0, rows=len(evalset.video_ids))
+
+    # --- frame by frame: own videos, loose heads, moments --------------------------------------
+    def moments(self) -> EncodeResult:
+        import numpy as np
+        import torch
+        from torch.utils.data import DataLoader
+
+        from c4c.data.embeddings import EmbeddingWriter, Layout, partial_path
+        from c4c.search.moments import plan_video
+
+        cfg, model, s = self.cfg, self.model, self.settings
+        _records(cfg, self.store)  # the same checks as the clip path
+        plans = []
+        for vid in self.store.ids():
+            ts, duration, path = self._facts(vid)
+            plan = plan_video(vid, ts, duration, window=self.window, stride=self.stride,
+                              max_frames=s["max_frames"], sampling=s["sampling"], fps=s["fps"], source=path)
+            if len(plan.frames) == 0:
+                log.warning("video %r has no stored frames: it gets no embedding", vid)
+                continue
+            plans.append(plan)
+        if not plans:
+            raise C4CError("no video of the frame store has frames", path=cfg.frames)
+        row_ids = [p.video_id for p in plans for _ in p.spans]
+        starts = np.array([a for p in plans for a, _ in p.spans], dtype=np.float64)
+        ends = np.array([b for p in plans for _, b in p.spans], dtype=np.float64)
+        layout = Layout(video_ids=row_ids, captions=[], video_index=np.zeros(0, np.int64),
+                        dim=int(model.clip.text_projection.shape[1]), loose=True, max_frames=s["max_frames"],
+                        attrs={**self.attrs, "multi_sentence": False, "paragraph": False}, starts=starts, ends=ends,
+                        sources=[p.source for p in plans for _ in p.spans], moments=self.window is not None)
+        fingerprint = _fingerprint(layout.attrs, self.meta, row_ids, starts.tolist(), ends.tolist())
+        writer = EmbeddingWriter(self.out, layout, fingerprint)
+        first_row = np.concatenate([[0], np.cumsum([len(p.spans) for p in plans])])
+        v0 = int(np.searchsorted(first_row, writer.videos_done, side="right")) - 1  # resume at a whole video
+        if writer.resumed:
+            log.info("resuming %s: %d of %d videos (%d of %d rows) already encoded", partial_path(self.out),
+                     v0, len(plans), int(first_row[v0]), len(row_ids))
+        self.emit({"event": "start", "texts": 0, "videos": len(plans), "texts_done": 0, "videos_done": v0})
+        chunk = cfg.batch_size * s["max_frames"]  # frames per image-tower batch, one video's alone
+        items = [(v, c, plans[v].frames[c * chunk:(c + 1) * chunk])
+                 for v in range(v0, len(plans)) for c in range(-(-len(plans[v].frames) // chunk))]
+        loader = DataLoader(_FrameChunks(self.store, [(plans[v].video_id, idx) for v, _, idx in items]),
+                            batch_size=None, num_workers=cfg.workers if len(items) > 1 else 0)
+        frames_done = 0
+        pending: list[np.ndarray] = []
+        pending_at = int(first_row[v0])
+        parts: list = []
+        try:
+            with torch.inference_mode():
+                for (v, c, idx), pixels in zip(items, loader):
+                    with self.amp_ctx:
+                        feats = model.encode_frames(pixels[None].to(self.device),
+                                                    torch.ones(1, len(idx), dtype=torch.bool, device=self.device))
+                    parts.append(feats[0].float())
+                    frames_done += len(idx)
+                    if (c + 1) * chunk < len(plans[v].frames):
+                        continue
+                    pending.append(self._windows(torch.cat(parts), plans[v].members))
+                    parts = []
+                    if v == len(plans) - 1 or sum(len(p) for p in pending) >= ROWS_PER_WRITE:
+                        block = np.concatenate(pending)
+                        writer.write_videos(pending_at, block)
+                        pending_at += len(block)
+                        pending = []
+                    self.emit({"event": "videos", "n": 1})
+            if writer.videos_done != len(row_ids):
+                raise RuntimeError(f"wrote {writer.videos_done} of {len(row_ids)} rows")
+            writer.finish()
+        finally:
+            writer.close()
+        return EncodeResult(out=self.out, videos=len(plans), texts=0, sim=model.sim, resumed=writer.resumed,
+                            seconds=0.0, rows=len(row_ids), frames=frames_done)
+
+    def _windows(self, feats, members: list) -> "np.ndarray":
+        """L2-normalised embeddings ``[W, D]`` of a video's windows from its frame features ``[U, D]``."""
+        import torch
+
+        model, m = self.model, self.settings["max_frames"]
+        out = []
+        for a in range(0, len(members), self.cfg.batch_size):
+            group = members[a:a + self.cfg.batch_size]
+            x = feats.new_zeros(len(group), m, feats.shape[1])     # [B, M, D], zero-padded
+            mask = torch.zeros(len(group), m, dtype=torch.bool, device=feats.device)
+            for j, pos in enumerate(group):
+                x[j, :len(pos)] = feats[torch.as_tensor(pos, device=feats.device)]
+                mask[j, :len(pos)] = True
+            with self.amp_ctx:
+                v = model.head(x, mask)
+            out.append(model.pooled_video(v.float(), mask).cpu().numpy())
+        import numpy as np
+
+        return np.concatenate(out)
+
+
+class _FrameChunks:
+    """Map-style dataset: item i is the stored frames ``idx`` of one video, uint8 ``[n, S, S, 3]``."""
+
+    def __init__(self, store, items: list) -> None:
+        self.store = store
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        video_id, idx = self.items[i]
+        return torch.from_numpy(self.store.read(video_id, idx))
+
+
+def _write_summary(out: Path, cfg: EncodeConfig, result: EncodeResult) -> None:
+    data = {"out": str(out), "videos": result.videos, "rows": result.rows, "texts": result.texts,
+            "sim": result.sim, "model": result.model, "frames": result.frames, "seconds": round(result.seconds, 2),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}}
     write_json(out.with_name(out.stem + ".encode.json"), data)

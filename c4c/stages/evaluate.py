@@ -46,6 +46,7 @@ class EvaluateConfig:
     chunk: int = 2048                       # rows scored at once (loose heads)
     pair_chunk: int = 128                   # texts x videos per cross-encoder batch (tightTransf)
     ties: str = "reference"
+    force: bool = False                     # a --bank from another model: a warning, not an error
 
 
 @dataclass
@@ -55,21 +56,32 @@ class EvaluateResult:
     seconds: float
 
 
-def _bank_scores(bank_path: Path, emb, text: np.ndarray, video: np.ndarray) -> dict[str, np.ndarray]:
+def check_bank_model(bank, emb, force: bool = False) -> None:
+    """C4CError naming both models when the bank was encoded by another model than the evaluated file
+    (their fingerprints differ; files without one are compared by run and checkpoint)."""
+    from c4c.search.source import check_same_model
+
+    have, want = bank.model_source, emb.model_source
+    if have is None or want is None:
+        return
+    check_same_model(have, want, have_what=f"the bank {bank.path}", want_what=f"{emb.path}", force=force,
+                     hint="encode the bank (the training split) with the same model, or pass --force")
+
+
+def _bank_scores(bank_path: Path, emb, text: np.ndarray, video: np.ndarray, force: bool = False
+                 ) -> dict[str, np.ndarray]:
     """Bank-vs-gallery similarities for QB-Norm: bank captions vs test videos (t2v) and bank videos vs
     test captions (v2t), with the test file's logit scale."""
     from c4c.data.embeddings import Embeddings
 
     bank = Embeddings(bank_path)
+    check_bank_model(bank, emb, force)
     if not bank.loose:
         raise C4CError("the query bank must come from a loose-head run", path=bank_path)
     bank_text = bank.text_emb()
     if bank_text.shape[1] != text.shape[1]:
         raise C4CError(f"bank embeddings have size {bank_text.shape[1]}, the evaluated ones {text.shape[1]}",
                        path=bank_path, hint="encode the bank with the same run")
-    if bank.attrs.get("run") != emb.attrs.get("run"):
-        log.warning("the bank %s was encoded with another run (%s) than %s", bank_path, bank.attrs.get("run"),
-                    emb.path)
     scale = np.float32(emb.logit_scale)
     scores = {"t2v": (bank_text @ video.T) * scale if bank_text.shape[0] else None,
               "v2t": None}
@@ -151,7 +163,7 @@ def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> 
         if "qbnorm" in methods and not emb.loose:
             raise C4CError("qbnorm needs bank-vs-gallery scores, which a tightTransf cross encoder does not give "
                            "cheaply; use a loose-head run")
-        bank = _bank_scores(cfg.bank, emb, text, emb.video_emb()) if "qbnorm" in methods else None
+        bank = _bank_scores(cfg.bank, emb, text, emb.video_emb(), cfg.force) if "qbnorm" in methods else None
         for method in methods:
             metrics["rerank"][method] = _rerank_metrics(method, sim, groups, cfg, bank, emb.logit_scale)
             emit({"event": "rerank", "method": method})

@@ -1,21 +1,30 @@
-"""`c4c index` and `c4c search`: a faiss index over EMB.h5 video embeddings, queried with text.
+"""`c4c index EMB.h5` and `c4c search`: a faiss index over EMB.h5 video embeddings, queried with text.
 
-`c4c index` reads the video embeddings of an EMB.h5 (a loose-head run: meanP, seqLSTM, seqTransf)
-and builds an index (``c4c.search.index``) that remembers which run and checkpoint made them.
-`c4c search` encodes each query with that run's text tower, L2-normalises it and returns the top
-videos by cosine similarity (the scores printed are cosines, not the logit-scaled training scores).
+`c4c index` reads the video rows of an EMB.h5 (a loose head: meanP, seqLSTM, seqTransf; or zero-shot
+CLIP), whole videos or moments, and builds an index (``c4c.search.index``) that remembers the model
+that made them (``c4c.search.source``) and what each row is (``c4c.search.moments``: video, start,
+end, file). :class:`Searcher` loads that model's text tower once and answers many queries: tokenise,
+text tower, faiss, then overlapping windows of one video merge into one moment. Scores are cosines,
+not the logit-scaled training scores.
+
+A library folder (`c4c index VIDEOS_DIR`, :mod:`c4c.stages.library`) is searched through the index it
+keeps inside.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from c4c.errors import C4CError
+from c4c.search.moments import Moment
 
 log = logging.getLogger(__name__)
+
+__all__ = ["IndexConfig", "IndexResult", "Moment", "Searcher", "TextSearcher", "build", "index_meta"]
 
 
 @dataclass
@@ -31,88 +40,188 @@ class IndexConfig:
 class IndexResult:
     out: Path
     kind: str
-    count: int
+    count: int                           # rows indexed (videos, or moments)
     dim: int
     seconds: float
+    videos: int = 0                      # distinct videos
+
+
+def index_meta(emb, emb_path: Path | None) -> dict:
+    """The manifest ``meta`` of an index of ``emb`` (an :class:`~c4c.data.embeddings.Embeddings`)."""
+    source = emb.model_source
+    return {"emb": str(Path(emb_path).resolve()) if emb_path else None, "run": emb.attrs.get("run") or None,
+            "checkpoint": emb.attrs.get("checkpoint") or None, "sim": emb.sim, "clip": emb.attrs.get("clip"),
+            "max_words": emb.settings.get("max_words", 32), "frames": emb.attrs.get("frames"),
+            "model": source.as_dict() if source else None,
+            "model_fingerprint": source.fingerprint if source else None,
+            "window": float(emb.attrs.get("window") or 0.0) or None,
+            "stride": float(emb.attrs.get("stride") or 0.0) or None}
+
+
+def settings_of(kind: str, params: dict):
+    from c4c.search.index import IndexSettings
+
+    try:
+        return IndexSettings(kind=kind, **params)
+    except TypeError as exc:
+        raise C4CError(f"unknown index parameter: {exc}") from None
 
 
 def build(cfg: IndexConfig, progress: Callable | None = None) -> IndexResult:
-    """Index the video embeddings of ``cfg.emb`` into ``cfg.out``."""
-    import json
-    import time
-
+    """Index the video rows of ``cfg.emb`` into ``cfg.out``."""
     from c4c.data.embeddings import Embeddings
-    from c4c.search.index import IndexSettings, build_index
+    from c4c.search.index import build_index
+    from c4c.search.moments import RowTable
 
     t0 = time.perf_counter()
     emb = Embeddings(cfg.emb)
     vectors = emb.video_emb()
     if not len(vectors):
         raise C4CError("the embedding file holds no videos", path=cfg.emb)
-    try:
-        settings = IndexSettings(kind=cfg.kind, **cfg.params)
-    except TypeError as exc:
-        raise C4CError(f"unknown index parameter: {exc}") from None
-    meta = {"emb": str(Path(cfg.emb).resolve()), "run": emb.attrs.get("run"),
-            "checkpoint": emb.attrs.get("checkpoint"), "sim": emb.sim, "clip": emb.attrs.get("clip"),
-            "max_words": json.loads(emb.attrs.get("settings") or "{}").get("max_words", 32),
-            "frames": emb.attrs.get("frames")}
-    out = build_index(vectors, emb.video_ids, settings, Path(cfg.out), meta=meta, progress=progress,
-                      overwrite=cfg.overwrite)
-    return IndexResult(out=out, kind=cfg.kind, count=len(emb.video_ids), dim=vectors.shape[1],
-                       seconds=time.perf_counter() - t0)
+    settings = settings_of(cfg.kind, cfg.params)
+    start, end = emb.spans()
+    rows = RowTable.from_rows(emb.video_ids, start, end, emb.sources(), frames=emb.attrs.get("frames") or None)
+    out = build_index(vectors, rows.row_keys(), settings, Path(cfg.out), meta=index_meta(emb, cfg.emb),
+                      progress=progress, overwrite=cfg.overwrite, rows=rows)
+    return IndexResult(out=out, kind=cfg.kind, count=len(vectors), dim=vectors.shape[1],
+                       seconds=time.perf_counter() - t0, videos=len(rows.videos))
 
 
-@dataclass
-class Hit:
-    rank: int
-    video_id: str
-    score: float
+def resolve_index_dir(path: Path) -> Path:
+    """The INDEX_DIR to open for ``path``: the folder itself, or the index a library folder keeps."""
+    from c4c.stages import library
+
+    path = Path(path)
+    if library.is_library(path):
+        index_dir = library.index_dir(path)
+        if not index_dir.is_dir():
+            raise C4CError("this library has no index yet (its first `c4c index` did not finish)", path=path,
+                           hint="rerun the same `c4c index VIDEOS_DIR --out ...` command")
+        return index_dir
+    return path
 
 
-class TextSearcher:
-    """An opened index plus the text tower of the run that made its vectors."""
+class Searcher:
+    """An index opened once, with the text tower of the model that made its vectors: ``search`` answers
+    many queries (tokenise, text tower, faiss) without loading anything again.
+
+    ``run``: encode queries with this run instead of the one the index names; it must be the same
+    model (same fingerprint) unless ``force``.
+    """
 
     def __init__(self, index_dir: Path, *, run: Path | None = None, checkpoint: str | None = None,
-                 device: str = "auto") -> None:
+                 device: str = "auto", force: bool = False) -> None:
+        import torch
+
         from c4c.data.text import CaptionTokenizer
         from c4c.model.load import load_run, resolve_device
         from c4c.search.index import VectorIndex
+        from c4c.search.source import check_same_model, from_record, load_source, run_source
 
         self.device = resolve_device(device)
         index_device = "auto" if device == "auto" else ("gpu" if self.device.startswith("cuda") else "cpu")
-        self.index = VectorIndex.open(Path(index_dir), device=index_device)
+        self.index_dir = resolve_index_dir(Path(index_dir))
+        self.index = VectorIndex.open(self.index_dir, device=index_device)
         meta = self.index.meta or {}
-        run_dir = Path(run) if run is not None else Path(str(meta.get("run") or ""))
-        if not str(run_dir) or str(run_dir) == ".":
-            raise C4CError("the index does not say which run made its vectors", path=index_dir,
+        recorded = from_record(meta.get("model"), run=meta.get("run"), checkpoint=meta.get("checkpoint"))
+        if run is not None:
+            loaded = load_run(Path(run), device=self.device, which=checkpoint or "best")
+            model, config = loaded.model, loaded.config
+            if recorded is not None:
+                check_same_model(run_source(loaded), recorded, have_what=f"--run {run}",
+                                 want_what=f"the index {self.index_dir}", force=force,
+                                 hint="search with the model that encoded the videos (leave out --run), or pass --force")
+        elif recorded is None:
+            raise C4CError("the index does not say which model made its vectors", path=self.index_dir,
                            hint="pass --run RUN_DIR (the run given to `c4c encode`)")
-        which = checkpoint or (meta.get("checkpoint") if run is None else None) or "best"
-        loaded = load_run(run_dir, device=self.device, which=which)
-        if not loaded.model.loose:
-            raise C4CError(f"run {run_dir} uses {loaded.model.sim}, which has no text embedding to search with")
-        self.model = loaded.model
-        self.tokenizer = CaptionTokenizer(int(meta.get("max_words") or loaded.config.get("max_words", 32)))
-        if self.index.dim != int(loaded.model.clip.text_projection.shape[1]):
-            raise C4CError(f"the index holds {self.index.dim}-d vectors but the run's text tower gives "
-                           f"{int(loaded.model.clip.text_projection.shape[1])}-d", path=index_dir,
-                           hint="search with the run that encoded the videos")
+        else:
+            model, config, _ = load_source(recorded, self.device, force=force)
+        if not model.loose:
+            raise C4CError(f"the model uses {model.sim}, which has no text embedding to search with")
+        model.eval()
+        self.model = model
+        self.tokenizer = CaptionTokenizer(int(meta.get("max_words") or config.get("max_words", 32)))
+        width = int(model.clip.text_projection.shape[1])
+        if self.index.dim != width:
+            raise C4CError(f"the index holds {self.index.dim}-d vectors but the text tower gives {width}-d",
+                           path=self.index_dir, hint="search with the model that encoded the videos")
+        self._stores: dict[str, object] = {}
+        self._torch = torch
+
+    @property
+    def count(self) -> int:
+        """Rows in the index (videos, or moments)."""
+        return self.index.count
 
     def encode(self, queries: list[str]):
         """L2-normalised float32 ``[Q, D]`` query embeddings."""
-        import torch
-
+        torch = self._torch
         ids, _ = self.tokenizer(queries)
-        with torch.no_grad():
+        with torch.inference_mode():
             feats = self.model.encode_text(ids.to(self.device)).float()
-        return torch.nn.functional.normalize(feats, dim=-1).cpu().numpy()
+            return torch.nn.functional.normalize(feats, dim=-1).cpu().numpy()
 
-    def search(self, queries: list[str], k: int = 10) -> list[list[Hit]]:
-        """The top ``k`` videos of each query, best first."""
-        if not queries or any(not q.strip() for q in queries):
+    def search(self, queries: list[str], k: int = 10, group: str = "moment") -> list[list[Moment]]:
+        """The ``k`` best moments of each query, best first (``group``: ``moment`` merges overlapping
+        windows of a video, ``video`` keeps one moment per video; c4c.search.moments)."""
+        from c4c.search.moments import group_hits
+
+        if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
             raise C4CError("empty query", hint='give the text to search for, e.g. "a man is cooking pasta"')
-        if k < 1:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise C4CError("-k must be at least 1")
-        scores, ids = self.index.search(self.encode(queries), k)
-        return [[Hit(rank=r + 1, video_id=v, score=float(s)) for r, (v, s) in enumerate(zip(row_ids, row_scores))]
-                for row_ids, row_scores in zip(ids, scores)]
+        q = self.encode(list(queries))
+        one_per_row = len(set(self.index.rows.row_video.tolist())) == self.count
+        fetch = min(self.count, k if one_per_row else max(4 * k, k + 16))
+        limit = self.count if not self.index.on_gpu else min(self.count, 2048)
+        results: list[list[Moment] | None] = [None] * len(queries)
+        todo = list(range(len(queries)))
+        while todo:
+            scores, rows = self.index.search_rows(q[todo], fetch)
+            again = []
+            for j, i in enumerate(todo):
+                moments = group_hits(self.index.rows, scores[j], rows[j], k, group)
+                if len(moments) < k and fetch < limit:
+                    again.append(i)
+                else:
+                    results[i] = moments
+            todo, fetch = again, min(limit, fetch * 4)
+        return results  # type: ignore[return-value]
+
+    def frame_store_of(self, video_id: str) -> Path | None:
+        """The frame store holding ``video_id`` (None when the index does not know it)."""
+        rows = self.index.rows
+        try:
+            v = rows.videos.index(video_id)
+        except ValueError:
+            raise C4CError(f"video {video_id!r} is not in the index", path=self.index_dir) from None
+        return rows.frame_store(v, self.index_dir)
+
+    def thumbnail(self, moment: Moment):
+        """The stored frame nearest the middle of ``moment``: uint8 ``[S, S, 3]`` RGB."""
+        import numpy as np
+
+        from c4c.video.store import FrameStore
+
+        path = self.frame_store_of(moment.video_id)
+        if path is None or not Path(path).exists():
+            raise C4CError(f"the frames of video {moment.video_id!r} are not available", path=path,
+                           hint="the frame store the index was built from has moved or was removed")
+        key = str(path)
+        if key not in self._stores:
+            self._stores[key] = FrameStore(path)
+        store = self._stores[key]
+        ts = store.timestamps(moment.video_id)
+        middle = 0.0 if moment.start is None else (moment.start + (moment.end if moment.end is not None
+                                                                    else moment.start)) / 2
+        if moment.start is None and len(ts):
+            middle = float(ts[len(ts) // 2])
+        return store.read(moment.video_id, [int(np.argmin(np.abs(ts - middle)))])[0]
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        self._stores = {}
+
+
+TextSearcher = Searcher  # the earlier name
