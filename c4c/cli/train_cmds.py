@@ -45,7 +45,7 @@ def fill_from_saved_run(ctx: typer.Context, config_cls: type, values: dict) -> d
 
 def _train(stage_run: Callable, cfg, quiet: bool, title: str, rows: Callable) -> None:
     with ui.progress(quiet, "clips") as bar:
-        result = stage_run(cfg, on_event=ui.training_progress(bar, cfg.batch_size))
+        result = stage_run(cfg, on_event=ui.training_progress(bar, cfg.batch_size, quiet))
     if ui.is_main_process():
         ui.print_table(title, rows(result))
 

@@ -90,9 +90,9 @@ def epoch_table(event: dict):
     return table
 
 
-def training_progress(bar, batch_size: int) -> Callable[[dict], None]:
+def training_progress(bar, batch_size: int, quiet: bool = False) -> Callable[[dict], None]:
     """The ``on_event`` of a training stage: one bar per epoch (or one for a step-based run), the loss in
-    its description, and each epoch's evaluation printed above the bar."""
+    its description, and each epoch's evaluation printed above the bar (not with --quiet)."""
     state: dict = {"task": None}
 
     def on_event(event: dict) -> None:
@@ -111,7 +111,7 @@ def training_progress(bar, batch_size: int) -> Callable[[dict], None]:
             bar.advance(state["task"], batch_size)
             label = f"step {event['step']} loss" if state.get("steps") else f"epoch {state.get('epoch')} loss"
             bar.update(state["task"], description=f"{label} {event['loss']:.3f}")
-        elif kind == "epoch" and event.get("metrics") and is_main_process():
+        elif kind == "epoch" and event.get("metrics") and is_main_process() and not quiet:
             (bar.console if not bar.disable else console()).print(epoch_table(event))
 
     return on_event
