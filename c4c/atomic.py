@@ -8,19 +8,118 @@ process leaves at most such a temp file; readers never see it as the target.
 ``durable=True`` also flushes the file to disk before the rename and the folder after it, so that
 the new content survives a power loss and not only a killed process. It costs a disk round trip:
 use it for files that are expensive to redo (a frame store), not for every summary.
+
+A full disk (or quota, or file size limit) is a :class:`DiskFull` error, never a traceback: the temp
+file is removed and the target keeps its old content. :func:`ensure_space` checks before a large write
+that it can fit, so that h5py never runs out of space half-way through a file.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from c4c.errors import C4CError
+
 TEMP_MARK = ".tmp-"  # in the name of every temp file: clean-ups look for it
+
+_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+         errno.EFBIG: "file too large for the file system or the file size limit (ulimit -f)"}
+# h5py reports the C library's errno inside its message ("errno = 28"), safetensors the strerror text
+_FULL_TEXT = re.compile(r"errno = (\d+)|No space left on device|Disk quota exceeded|File too large")
+_FULL_WORDS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+               "File too large": errno.EFBIG}
+
+
+class DiskFull(C4CError):
+    """A write failed for want of space (ENOSPC, EDQUOT or EFBIG); what was there before is intact.
+
+    ``errno`` says which; ``exit_code`` is 1: nothing is wrong with the input, run again with space.
+    """
+
+    exit_code = 1
+
+    def __init__(self, path: str | Path, code: int = errno.ENOSPC, *, hint: str | None = None) -> None:
+        self.errno = code if code in _FULL else errno.ENOSPC
+        super().__init__(_FULL[self.errno], path=path, hint=hint or "free space and run again")
+
+
+def disk_full_errno(exc: BaseException | None) -> int | None:
+    """ENOSPC, EDQUOT or EFBIG when ``exc`` (or an exception it was raised from) is a write that ran out
+    of space; None for any other error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = getattr(exc, "errno", None)
+        if code in _FULL:
+            return code
+        if not isinstance(exc, C4CError):  # h5py, safetensors and torch put it in their message
+            for m in _FULL_TEXT.finditer(str(exc)):
+                code = int(m.group(1)) if m.group(1) else _FULL_WORDS[m.group(0)]
+                if code in _FULL:
+                    return code
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def disk_full_is_an_error(path: str | Path, hint: str | None = None) -> Iterator[None]:
+    """Turn a write that runs out of space inside the block into :class:`DiskFull` naming ``path``."""
+    try:
+        yield
+    except BaseException as exc:
+        code = disk_full_errno(exc)
+        if code is None:
+            raise
+        raise DiskFull(path, code, hint=hint or getattr(exc, "hint", None)) from exc
+
+
+def file_size_limit() -> int | None:
+    """The largest file this process may write (``ulimit -f``, RLIMIT_FSIZE), or None when unlimited."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes free for this user on the file system of ``folder`` (or of its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def ensure_space(folder: Path, needed: int, *, path: str | Path, largest_file: int | None = None,
+                 hint: str | None = None) -> None:
+    """DiskFull naming ``path`` unless ``needed`` more bytes fit in ``folder`` and a file of ``largest_file``
+    bytes is within the file size limit. Checked before a write that cannot be cut short cleanly."""
+    limit = file_size_limit()
+    if limit is not None and largest_file is not None and largest_file > limit:
+        raise DiskFull(path, errno.EFBIG, hint=f"it would reach {_size(largest_file)}, the file size limit is "
+                                                f"{_size(limit)}; " + (hint or "raise it and run again"))
+    free = free_bytes(folder)
+    if needed > free:
+        raise DiskFull(path, errno.ENOSPC, hint=f"needs about {_size(needed)}, {_size(free)} free; "
+                                                + (hint or "free space and run again"))
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)  # pragma: no cover
 
 
 def temp_path(path: Path) -> Path:
@@ -50,7 +149,8 @@ def fsync_dir(path: Path) -> None:
 def atomic_path(path: Path, *, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is renamed over ``path``, on any exception removed.
 
-    Parent folders are created. One writer per target and process at a time.
+    Parent folders are created. One writer per target and process at a time. Running out of space is
+    :class:`DiskFull` naming ``path`` (which keeps its old content).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,9 +160,13 @@ def atomic_path(path: Path, *, durable: bool = False) -> Iterator[Path]:
         if durable:
             fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise
+        code = disk_full_errno(exc)
+        if code is None or isinstance(exc, DiskFull):
+            raise
+        kept = "it keeps its previous content" if path.exists() else "nothing was written"
+        raise DiskFull(path, code, hint=f"{kept}; free space and run again") from exc
     if durable:
         fsync_dir(path.parent)
 
