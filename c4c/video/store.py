@@ -9,6 +9,11 @@ Layout, format version 1 (documented in data/README.md)::
         frames               raw:  uint8 [T, size, size, 3]
                              jpeg: 1-D variable-length uint8 [T], one JPEG image each
         timestamps           float32 [T], seconds from the start of the video
+        crc32                uint32 [T], CRC-32 of each frame's stored bytes (attr timestamps_crc32:
+                             of the timestamps); stores written before checksums lack both
+
+Reading refuses soft and external links (they would give another object's or another file's frames),
+frames of another size than the store's, and frames or timestamps that do not match their checksums.
 
 How videos get in without ever leaving a half-written store is :mod:`c4c.video.staging`; sets of
 stores for corpora too large for one file are :mod:`c4c.video.shards`. :class:`FrameStore` reads
@@ -25,13 +30,17 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
-from c4c.errors import C4CError
-from c4c.video.layout import _h5py, read_settings, settings_from_attrs
+from c4c.errors import C4CError, first_line
+from c4c.video.layout import (_h5py, check_frames, check_timestamps, check_video, damaged_hint, read_settings,
+                              refuse_link, settings_from_attrs)
 
 if TYPE_CHECKING:
     from c4c.video.shards import ShardSet
 
 log = logging.getLogger(__name__)
+
+# what h5py and Pillow raise on a damaged file (truncated, overwritten): a user error naming the file
+_DAMAGED = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 
 _MAX_OPEN_SHARDS = 64  # shard files a FrameStore keeps open at once (least recently used are closed)
 
@@ -53,6 +62,8 @@ def decode_jpegs(rows: Sequence[np.ndarray]) -> np.ndarray:
             frame = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
         if out is None:
             out = np.empty((len(rows),) + frame.shape, np.uint8)
+        elif frame.shape != out.shape[1:]:
+            raise ValueError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, frame 0 {out.shape[2]}x{out.shape[1]}")
         out[i] = frame
     return out
 
@@ -92,6 +103,7 @@ class FrameStore:
             self.settings = read_settings(self.path)
         self._files: OrderedDict = OrderedDict()  # shard number (0 for a single file) -> open h5py.File
         self._checked: set[int] = set()  # shard files whose settings were compared with the manifest
+        self._valid: dict[str, tuple] = {}  # videos checked by check_video -> (has checksums, timestamps crc)
         self._pid: int | None = None
 
     def _open(self, k: int = 0):
@@ -104,13 +116,18 @@ class FrameStore:
             self._files.move_to_end(k)
             return f
         if self.shards is None:
-            f = _h5py().File(self.path, "r")
+            try:
+                f = _h5py().File(self.path, "r")
+            except OSError as exc:
+                raise C4CError(f"not a readable HDF5 file ({first_line(exc)})", path=self.path,
+                               hint=damaged_hint(self.path)) from None
         else:
             path = self.shards.files[k]
             try:
                 f = _h5py().File(path, "r")
             except OSError as exc:
-                raise C4CError(f"not a readable HDF5 file ({exc})", path=path) from None
+                raise C4CError(f"not a readable HDF5 file ({first_line(exc)})", path=path,
+                               hint=damaged_hint(path)) from None
             if k not in self._checked:
                 have = settings_from_attrs(f, path)
                 if have != self.settings:
@@ -142,11 +159,13 @@ class FrameStore:
         self.close()
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "settings": self.settings, "shards": self.shards, "checked": self._checked}
+        return {"path": self.path, "settings": self.settings, "shards": self.shards, "checked": self._checked,
+                "valid": self._valid}
 
     def __setstate__(self, state: dict) -> None:
         self.path, self.settings = state["path"], state["settings"]
         self.shards, self._checked = state.get("shards"), set(state.get("checked", ()))
+        self._valid = dict(state.get("valid", {}))
         self._files, self._pid = OrderedDict(), None
 
     @property
@@ -170,27 +189,50 @@ class FrameStore:
             return len(self.shards.where)
         return len(self._open(0)["videos"])
 
-    def _datasets(self, video_id: str):
-        """``(frames, timestamps)`` datasets of a video (h5py look-ups are slow: as few as possible)."""
+    def _where(self, video_id: str) -> tuple[object, Path]:
+        """The open file holding ``video_id`` and its path."""
         if self.shards is None:
-            f, where = self._open(0), self.path
-        else:
-            k = self.shards.where.get(video_id)
-            if k is None:
-                raise C4CError(f"video {video_id!r} is not in the frame store", path=self.path)
-            f, where = self._open(k), self.shards.files[k]
+            return self._open(0), self.path
+        k = self.shards.where.get(video_id)
+        if k is None:
+            raise C4CError(f"video {video_id!r} is not in the frame store", path=self.path)
+        return self._open(k), self.shards.files[k]
+
+    def _datasets(self, video_id: str):
+        """``(frames, timestamps, crc32 or None, file path)`` of a video (h5py look-ups are slow: as few as
+        possible). The first visit of a video checks its links and shapes (:func:`check_video`)."""
+        f, where = self._where(video_id)
         try:
-            g = f["videos"][video_id]
+            videos = f["videos"]
+            if video_id not in self._valid:
+                refuse_link(videos, video_id, where, video_id)
+            g = videos[video_id]
         except KeyError:
             if self.shards is None:
                 raise C4CError(f"video {video_id!r} is not in the frame store", path=self.path) from None
             raise C4CError(f"the manifest puts video {video_id!r} in this shard, but it is not there",
                            path=where, hint=f"rebuild the manifest with `c4c extract --index "
                                             f"{self.shards.manifest.parent}`") from None
+        except C4CError:
+            raise
+        except _DAMAGED as exc:
+            raise self._damaged(video_id, where, exc) from None
         try:
-            return g["frames"], g["timestamps"]
-        except KeyError:
-            raise C4CError(f"video {video_id!r} lacks frames or timestamps", path=where) from None
+            if video_id not in self._valid:
+                check_video(g, video_id, self.settings, where)
+                crc = g.get("crc32")
+                self._valid[video_id] = (crc is not None, g.attrs.get("timestamps_crc32"))
+            has_crc, _ = self._valid[video_id]
+            return g["frames"], g["timestamps"], (g["crc32"] if has_crc else None), where
+        except C4CError:
+            raise
+        except _DAMAGED as exc:
+            raise self._damaged(video_id, where, exc) from None
+
+    @staticmethod
+    def _damaged(video_id: str, where: Path, exc: BaseException) -> C4CError:
+        return C4CError(f"video {video_id!r} cannot be read ({type(exc).__name__}: {first_line(exc)})", path=where,
+                        hint=damaged_hint(where))
 
     def _group(self, video_id: str):
         return self._datasets(video_id)[1].parent
@@ -200,37 +242,55 @@ class FrameStore:
         g = self._group(video_id)
         return {k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
 
+    def _timestamps(self, video_id: str, ts, where: Path) -> np.ndarray:
+        try:
+            stamps = ts[()]
+        except _DAMAGED as exc:
+            raise self._damaged(video_id, where, exc) from None
+        check_timestamps(video_id, stamps, self._valid[video_id][1], where)
+        return stamps
+
     def timestamps(self, video_id: str) -> np.ndarray:
         """float32 ``[T]`` seconds of each stored frame."""
-        return self._datasets(video_id)[1][()]
+        _, ts, _, where = self._datasets(video_id)
+        return self._timestamps(video_id, ts, where)
 
     def num_frames(self, video_id: str) -> int:
         return int(self._datasets(video_id)[1].shape[0])
 
     def read(self, video_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
         """uint8 ``[n, size, size, 3]`` RGB frames (all, or those at ``indices``, in that order)."""
-        ds, ts = self._datasets(video_id)
-        return self._read(video_id, ds, int(ts.shape[0]), indices)
+        ds, ts, crc, where = self._datasets(video_id)
+        return self._read(video_id, ds, crc, int(ts.shape[0]), indices, where)
 
     def read_clip(self, video_id: str,
                   choose: Callable[[np.ndarray], Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Frames chosen from a video's timestamps in one visit: ``choose(timestamps float32 [T])`` gives
         the indices; returns ``(frames uint8 [n, size, size, 3], indices int64 [n])``."""
-        ds, ts = self._datasets(video_id)
-        idx = np.asarray(choose(ts[()]), dtype=np.int64).reshape(-1)
-        return self._read(video_id, ds, int(ts.shape[0]), idx), idx
+        ds, ts, crc, where = self._datasets(video_id)
+        idx = np.asarray(choose(self._timestamps(video_id, ts, where)), dtype=np.int64).reshape(-1)
+        return self._read(video_id, ds, crc, int(ts.shape[0]), idx, where), idx
 
-    def _read(self, video_id: str, ds, t: int, indices) -> np.ndarray:
-        if ds.shape[0] != t:
-            raise C4CError(f"video {video_id!r}: {ds.shape[0]} frames but {t} timestamps", path=ds.file.filename)
+    def _read(self, video_id: str, ds, crc, t: int, indices, where: Path) -> np.ndarray:
         idx = list(range(t)) if indices is None else [int(i) for i in indices]
         if any(i < 0 or i >= t for i in idx):
             raise IndexError(f"frame index out of range 0..{t - 1} for video {video_id!r}")
+        size = self.settings.size
         if not idx:
-            return np.zeros((0, self.settings.size, self.settings.size, 3), np.uint8)
-        if self.settings.codec == "raw":
-            return _read_rows(ds, idx)
-        return decode_jpegs(_read_rows(ds, idx))
+            return np.zeros((0, size, size, 3), np.uint8)
+        try:
+            rows = _read_rows(ds, idx)
+            if crc is not None:
+                check_frames(video_id, rows, crc[()], idx, where)
+            frames = rows if self.settings.codec == "raw" else decode_jpegs(rows)
+        except C4CError:
+            raise
+        except _DAMAGED as exc:
+            raise self._damaged(video_id, where, exc) from None
+        if frames.shape[1:] != (size, size, 3):
+            raise C4CError(f"video {video_id!r}: frames are {frames.shape[2]}x{frames.shape[1]}, but the store's "
+                           f"size is {size}", path=where, hint="re-extract the store")
+        return frames
 
     def iter_ids(self, ids: Iterable[str] | None = None) -> Iterable[str]:
         return iter(self.ids() if ids is None else ids)
