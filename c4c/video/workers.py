@@ -3,7 +3,8 @@
 Small files are grouped into *units* decoded by one ffmpeg process each (:func:`work_units`); a
 thread per worker keeps that many ffmpeg processes busy (:func:`run_units`), and every finished video
 is written to its own part file (:mod:`c4c.video.staging`) for the stage to merge. A video that
-cannot be decoded or written becomes a failed :class:`Outcome`; it never stops the others.
+cannot be decoded or written becomes a failed :class:`Outcome`; it never stops the others. A full disk
+is not the video's fault: :class:`c4c.atomic.DiskFull` stops the run (every finished part is kept).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from c4c.atomic import DiskFull
 from c4c.video.decode import VideoError, sample_videos
 from c4c.video.staging import write_part
 from c4c.video.layout import StoreSettings
@@ -61,6 +63,8 @@ def extract_unit(jobs: Unit, parts_dir: str, settings: StoreSettings,
             continue
         try:
             write_part(Path(parts_dir), video_id, sample, settings, path)
+        except DiskFull:
+            raise
         except Exception as exc:
             log.exception("could not stage %s", path)
             outcomes.append(Outcome(video_id, path, ok=False, reason=f"could not write: {type(exc).__name__}: {exc}"))
