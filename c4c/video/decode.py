@@ -14,12 +14,15 @@ Two readers (:data:`READERS`):
   torchvision's ``Resize(int)`` does (298.67 -> 298), and the centre crop is torchvision's.
 
 ffmpeg's default autorotation honours rotation metadata; audio, subtitles and data streams are ignored.
+Every input is given to ffmpeg as ``file:`` + its absolute path (:func:`input_url`), so that no file name
+(``concat:a.mp4``, ``subfile:...``, ``http:x.mp4``, ``-y.mp4``) is ever read as a protocol or an option.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import subprocess
 import threading
@@ -85,6 +88,12 @@ class SampledVideo:
         return sum(len(b) for b in self.frames)
 
 
+def input_url(path: str | Path) -> str:
+    """How ffmpeg is told to read the file ``path``: its own file protocol and an absolute path, so that
+    a name like ``concat:x.mp4`` is a file name and not a protocol that reads other files."""
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
 def sampling_command(path: str | Path, fps: float, size: int, threads: int = 0, *, reader: str = "c4c",
                      video_fps: float | None = None) -> list[str]:
     """The ffmpeg command line that writes the sampled RGB24 frames of ``path`` to stdout.
@@ -95,7 +104,7 @@ def sampling_command(path: str | Path, fps: float, size: int, threads: int = 0, 
     """
     import ffmpeg  # ffmpeg-python builds the command line
 
-    stream = _chain(ffmpeg.input(str(path), threads=threads), fps, size, reader, video_fps)
+    stream = _chain(ffmpeg.input(input_url(path), threads=threads), fps, size, reader, video_fps)
     stream = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
     return [ffmpeg_exe(), *_GLOBAL_ARGS, *ffmpeg.get_args(stream)]
 
@@ -278,7 +287,7 @@ def _finish_frame(frame: np.ndarray, size: int, codec: str, jpeg_quality: int, r
 
 def probe_video(path: str | Path) -> VideoInfo:
     """What ffmpeg reports about ``path`` without decoding it; VideoError when it has no video stream."""
-    proc = subprocess.run([ffmpeg_exe(), *_GLOBAL_ARGS, "-i", str(path)], stdin=subprocess.DEVNULL,
+    proc = subprocess.run([ffmpeg_exe(), *_GLOBAL_ARGS, "-i", input_url(path)], stdin=subprocess.DEVNULL,
                           capture_output=True)
     stderr = proc.stderr.decode("utf-8", errors="replace")
     info = parse_info(stderr)
@@ -375,7 +384,7 @@ def sample_videos(paths: list[str | Path], *, fps: float = 1.0, size: int = 224,
     if len(batch) > 1:
         with tempfile.TemporaryDirectory(prefix="c4c-batch-") as tmp:
             outs = [Path(tmp) / f"{n}.rgb" for n in range(len(batch))]
-            streams = [_chain(ffmpeg.input(str(paths[i]), threads=threads), fps, size, reader, video_fps[i])
+            streams = [_chain(ffmpeg.input(input_url(paths[i]), threads=threads), fps, size, reader, video_fps[i])
                        .output(str(o), format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
                        for i, o in zip(batch, outs)]
             args = ffmpeg.get_args(ffmpeg.merge_outputs(*streams))
@@ -420,7 +429,7 @@ def _probe_batch(paths: list[Path], batch: list[int], fps: float, shapes: dict, 
     problem, or every video after one that ffmpeg could not open) go one by one, which names the error."""
     cmd = [ffmpeg_exe(), *_GLOBAL_ARGS]
     for i in batch:
-        cmd += ["-i", str(paths[i])]
+        cmd += ["-i", input_url(paths[i])]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
     infos = parse_infos(proc.stderr.decode("utf-8", errors="replace"), len(batch))
     ok = []
