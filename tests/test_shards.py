@@ -85,7 +85,7 @@ def test_each_video_is_stored_in_the_shard_its_id_hashes_to(sharded):
     assert manifest["format"] == "c4c-frames-shards" and manifest["format_version"] == 1
     assert manifest["num_shards"] == 3 and manifest["videos"] == 10
     assert [s["file"] for s in manifest["shards"]] == [shards.shard_name(k, 3) for k in range(3)]
-    assert manifest["settings"] == {"fps": 2.0, "size": 16, "codec": "jpeg", "jpeg_quality": 95}
+    assert manifest["settings"] == {"fps": 2.0, "size": 16, "codec": "jpeg", "jpeg_quality": 95, "reader": "c4c"}
 
 
 def test_the_manifest_path_opens_the_set_too(sharded):

@@ -98,6 +98,9 @@ def extract_cmd(
         help="Write the manifest.json of the shard set in this folder from its shard files, then stop (after "
              "extracting on several machines).")] = None,
     legacy_index: Annotated[Optional[Path], typer.Option("--index", hidden=True)] = None,
+    wait: Annotated[bool, typer.Option(
+        help="When another run is writing OUT (or one of its shards), wait for it to end instead of stopping "
+             "(one writer per store; the lock is OUT.lock beside it).")] = False,
     msrvtt_train: opt.MsrvttTrain = None,
     quiet: opt.Quiet = False,
 ) -> None:
@@ -105,7 +108,9 @@ def extract_cmd(
 
     Re-running resumes: videos already in the store are skipped. Killing the run loses no finished
     video. Bad videos (corrupt, truncated, empty, audio-only, missing) do not stop the batch: they
-    are listed with their reason in OUT's .failed.tsv, and the exit status is 1.
+    are listed with their reason in OUT's .failed.tsv, and the exit status is 1. Files that are not
+    taken as videos (other extensions, hidden files, macOS ._ files) are listed in OUT's .extract.json.
+    A full disk stops the run with one line and exit status 1; finished videos are kept.
 
     With --shards S, OUT is a folder of S files frames-KKKKK-of-SSSSS.h5 (video v goes to shard
     sha1(v) mod S) and a manifest.json that every c4c command reading frames accepts as --frames.
@@ -125,6 +130,7 @@ def extract_cmd(
 
         c4c extract --write-manifest /shared/frames      # once every machine is done
     """
+    from c4c.atomic import DiskFull
     from c4c.stages import extract
     from c4c.stages.pairs import dataset_options
     from c4c.video import shards as shard_sets
@@ -145,7 +151,7 @@ def extract_cmd(
                                    dataset_options=dataset_options(dataset, msrvtt_train), fps=fps, size=size,
                                    codec=codec, jpeg_quality=jpeg_quality, reference_reader=reference_reader, workers=workers,
                                    ffmpeg_threads=ffmpeg_threads, commit_every=commit_every, batch=batch,
-                                   shards=shards,
+                                   shards=shards, wait=wait,
                                    shard_index=None if shard_index is None else shard_sets.parse_shard_index(shard_index))
     log = logging.getLogger("c4c.extract")
     with ui.progress(quiet, "videos") as bar:
@@ -165,7 +171,12 @@ def extract_cmd(
             elif not quiet and bar.disable:
                 log.info("done %s (%d frames)", outcome.video_id, outcome.frames)
 
-        result = extract.run(config, on_start=on_start, on_video=on_video)
+        try:
+            result = extract.run(config, on_start=on_start, on_video=on_video)
+        except DiskFull as exc:  # not a usage error: exit 1, as for videos that failed
+            bar.stop()
+            ui.console(stderr=True).print(f"[bold red]error:[/] {exc.render()}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=exc.exit_code) from None
     rows = [("videos done", result.done), ("videos skipped", result.skipped),
             ("videos failed", len(result.failed)), ("frames", result.frames),
             ("bytes", f"{result.bytes:,}"), ("seconds", f"{result.seconds:.1f}"),
@@ -176,6 +187,8 @@ def extract_cmd(
                      "not yet (other shards missing or running; `c4c extract --write-manifest` writes it)"))
     if result.with_decode_errors:
         rows.append(("decoded with errors", len(result.with_decode_errors)))
+    if result.ignored:
+        rows.append(("files not videos or hidden", f"{len(result.ignored)} (listed in the summary)"))
     ui.print_table("c4c extract", rows)
     if result.failed:
         _print_failures(result)

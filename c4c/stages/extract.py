@@ -5,7 +5,11 @@ without extension), or an annotation file of a known dataset plus the folder hol
 the videos the annotations name are extracted; missing ones are reported).
 
 Resumable and crash-safe (see :mod:`c4c.video.staging`); bad videos never stop the batch: each is
-listed with its reason in ``<out stem>.failed.tsv``.
+listed with its reason in ``<out stem>.failed.tsv``. Files of the folder that are not extracted (other
+extensions, hidden files, macOS ``._`` resource forks, broken links) are listed in the summary with why.
+
+One run writes a store at a time (:mod:`c4c.video.lock`); a full disk stops the run with
+:class:`c4c.atomic.DiskFull`, every finished video kept (merged, or staged for the next run).
 
 Shard sets (``shards=S``, ``out`` a folder): video ``v`` goes to ``frames-<k>-of-<S>.h5`` with
 ``k = sha1(v) mod S``; each shard file is an ordinary store, written exactly like a single one. Several
@@ -24,11 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from c4c.atomic import write_json, write_text
+from c4c.atomic import DiskFull, disk_full_is_an_error, write_json, write_text
 from c4c.choices import CODECS
 from c4c.datasets.records import check_video_id
 from c4c.errors import C4CError
 from c4c.video import layout, shards, staging
+from c4c.video.lock import writer_lock
 # index_shards and parse_shard_index: `c4c extract --index DIR` and `--shard-index` call them through here
 from c4c.video.shards import shard_set_state
 from c4c.video.workers import Job, Outcome, run_units, work_units
@@ -62,11 +67,20 @@ class ExtractConfig:
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
     shards: int = 0                   # write a shard set of this many files into the folder `out`; 0: one file
     shard_index: tuple[int, ...] | None = None  # extract only these shards (one share of several machines)
+    wait: bool = False                # another run writing the store (or a shard): wait for it, not stop
 
 
 @dataclass
 class Failure:
     video_id: str
+    path: str
+    reason: str
+
+
+@dataclass
+class Skipped:
+    """A file of the source folder that was not extracted, and why."""
+
     path: str
     reason: str
 
@@ -86,6 +100,7 @@ class ExtractResult:
     summary_json: Path | None = None
     shards: list[Path] = field(default_factory=list)  # the shard files this run worked on (sharded runs)
     manifest: Path | None = None  # the shard manifest, when this run (re)wrote it
+    ignored: list[Skipped] = field(default_factory=list)  # files of the folder not taken as videos
 
     @property
     def ok(self) -> bool:
@@ -98,17 +113,35 @@ def output_paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(stem + ".failed.tsv"), out.with_name(stem + ".extract.json")
 
 
-def _is_video_file(p: Path, extensions: tuple[str, ...]) -> bool:
-    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
+def skip_reason(p: Path, extensions: tuple[str, ...]) -> str | None:
+    """Why the file ``p`` of a video folder is not extracted, or None when it is a video to extract."""
+    if p.is_symlink() and not p.exists():
+        return "broken symbolic link"
+    if not p.is_file():
+        return "not a regular file"
+    video = p.suffix.lower() in extensions
+    if p.name.startswith("._"):
+        return "macOS resource fork (an AppleDouble '._' file holds Finder metadata, not a video)"
+    if p.name.startswith("."):
+        return "hidden file (name starts with '.'): rename it to extract it" if video else "hidden file"
+    if not video:
+        return f"not a video file extension ({p.suffix or 'none'})"
+    return None
 
 
-def jobs_from_folder(folder: Path, extensions: tuple[str, ...]) -> tuple[list[Job], list[Failure]]:
-    """One job per video file under ``folder`` (recursive); duplicate or unsafe ids become failures."""
+def jobs_from_folder(folder: Path, extensions: tuple[str, ...]) -> tuple[list[Job], list[Failure], list[Skipped]]:
+    """One job per video file under ``folder`` (recursive); duplicate or unsafe ids become failures, files
+    that are not videos (or hidden) are listed as skipped with the reason."""
     jobs: list[Job] = []
     failures: list[Failure] = []
+    skipped: list[Skipped] = []
     seen: dict[str, Path] = {}
     for p in sorted(folder.rglob("*")):
-        if not _is_video_file(p, extensions):
+        if p.is_dir():
+            continue
+        reason = skip_reason(p, extensions)
+        if reason is not None:
+            skipped.append(Skipped(str(p), reason))
             continue
         vid = p.stem
         try:
@@ -121,7 +154,7 @@ def jobs_from_folder(folder: Path, extensions: tuple[str, ...]) -> tuple[list[Jo
             continue
         seen[vid] = p
         jobs.append(Job(vid, p))
-    return jobs, failures
+    return jobs, failures, skipped
 
 
 def _index_files(folder: Path) -> tuple[dict[str, list[Path]], dict[str, Path]]:
@@ -228,9 +261,11 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
         if not config.source.is_dir():
             raise C4CError("is a file: pass a folder of videos, or an annotation file with --dataset",
                            path=config.source)
-        jobs, failures = jobs_from_folder(config.source, tuple(e.lower() for e in config.extensions))
+        jobs, failures, ignored = jobs_from_folder(config.source, tuple(e.lower() for e in config.extensions))
+        _log_ignored(ignored, tuple(e.lower() for e in config.extensions))
     else:
         jobs, failures = jobs_from_annotations(config)
+        ignored = []
 
     count = shards.shard_count(out, config.shards, config.shard_index)
     if count:
@@ -244,7 +279,6 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
             return targets[shards.shard_of(video_id, count)]
 
         out.mkdir(parents=True, exist_ok=True)
-        shards.mark_running(targets.values())
     else:
         selected = ()
         targets = {0: out}
@@ -252,24 +286,29 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
         def target_of(video_id: str) -> Path:
             return out
 
-    try:
-        present: set[str] = set()
-        for path in targets.values():
-            _open_or_create_store(path, settings)
-            staged = staging.list_parts(staging.parts_dir_for(path))
-            if staged:  # finished by an earlier, interrupted run
-                staging.merge_parts(path, staged)
-            present |= staging.stored_ids(path)
-        pending = [j for j in jobs if j.video_id not in present]
-        result = ExtractResult(out=out, total=len(jobs) + len(failures), skipped=len(jobs) - len(pending))
-        result.failed.extend(failures)
-        result.shards = list(targets.values()) if count else []
-        if on_start:
-            on_start(len(pending), result.skipped)
-        _extract_pending(config, settings, pending, target_of, result, on_video)
-    finally:
+    # Nothing of a store (its temp files, its parts) is touched before its writer lock is held.
+    with writer_lock(targets.values(), wait=config.wait):
         if count:
-            shards.unmark_running(targets.values())
+            shards.mark_running(targets.values())
+        try:
+            present: set[str] = set()
+            for path in targets.values():
+                _open_or_create_store(path, settings)
+                staged = staging.list_parts(staging.parts_dir_for(path))
+                if staged:  # finished by an earlier, interrupted run
+                    staging.merge_parts(path, staged)
+                present |= staging.stored_ids(path)
+            pending = [j for j in jobs if j.video_id not in present]
+            result = ExtractResult(out=out, total=len(jobs) + len(failures), skipped=len(jobs) - len(pending))
+            result.failed.extend(failures)
+            result.ignored = ignored
+            result.shards = list(targets.values()) if count else []
+            if on_start:
+                on_start(len(pending), result.skipped)
+            _extract_pending(config, settings, pending, target_of, result, on_video)
+        finally:
+            if count:
+                shards.unmark_running(targets.values())
 
     if count:
         _, reasons = shard_set_state(out)
@@ -280,9 +319,23 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
             result.manifest = shards.write_manifest(out)
     result.seconds = time.perf_counter() - t0
     result.failed_tsv, result.summary_json = _summary_paths(out, count, config.shard_index)
-    _write_failed_tsv(result.failed_tsv, result.failed)
-    _write_summary(result.summary_json, config, result)
+    with disk_full_is_an_error(result.summary_json, "every finished video is in the store; free space and re-run "
+                                                    "to write the summary"):
+        _write_failed_tsv(result.failed_tsv, result.failed)
+        _write_summary(result.summary_json, config, result)
     return result
+
+
+def _log_ignored(ignored: list[Skipped], extensions: tuple[str, ...]) -> None:
+    """A warning per file that looks like a video but is not extracted; one line for the other files."""
+    others = 0
+    for item in ignored:
+        if Path(item.path).suffix.lower() in extensions or item.reason.startswith("broken"):
+            log.warning("skipped %s: %s", item.path, item.reason)
+        else:
+            others += 1
+    if others:
+        log.info("skipped %d files that are not videos (listed in the summary)", others)
 
 
 def _summary_paths(out: Path, count: int, shard_index: tuple[int, ...] | None) -> tuple[Path, Path]:
@@ -325,17 +378,46 @@ def _extract_pending(config: ExtractConfig, settings: layout.StoreSettings, pend
                        group=lambda job: target_of(job.video_id))
     tasks = [(unit, staging.parts_dir_for(target_of(unit[0][0]))) for unit in units]
     targets = list(dict.fromkeys(target_of(j.video_id) for j in pending))
+    full: DiskFull | None = None  # the disk filled up while staging a video: stop, keeping what is done
     try:
-        run_units(tasks, settings, config.ffmpeg_threads, config.workers, record)
+        try:
+            run_units(tasks, settings, config.ffmpeg_threads, config.workers, record)
+        except DiskFull as exc:
+            full = exc
     finally:
         # Whatever happens (Ctrl-C included), keep every finished video.
+        kept: dict[Path, int] = {}
         for target in targets:
             parts_dir = staging.parts_dir_for(target)
-            staging.merge_parts(target, staging.list_parts(parts_dir))
+            try:
+                staging.merge_parts(target, staging.list_parts(parts_dir))
+            except DiskFull as exc:
+                if not kept:  # name the first store that could not take its videos
+                    full = exc
+                kept[target] = len(staging.list_parts(parts_dir))
+                continue
             try:
                 parts_dir.rmdir()
             except OSError:
                 pass
+    if full is not None:
+        raise _stopped_by_full_disk(full, kept, result)
+
+
+def _stopped_by_full_disk(exc: DiskFull, kept: dict[Path, int], result: ExtractResult) -> DiskFull:
+    """The one-line error of a run stopped by a full disk: which store, and where the finished videos are."""
+    if kept:
+        store = next(iter(kept))
+        where = (f"{staging.parts_dir_for(store)}/" if len(kept) == 1
+                 else f"the .parts folders of {len(kept)} shards")
+        hint = f"{sum(kept.values())} videos finished and kept in {where}; free space and re-run to merge"
+    else:  # every finished video was merged; the disk filled up staging the next one
+        store = Path(exc.path) if exc.path else result.out
+        if store.parent.name.endswith(".parts"):  # a part: name its store
+            store = store.parent.with_name(store.parent.name[:-len(".parts")])
+        hint = (f"{result.done} videos finished in this run are in {store.name}; free space and re-run to "
+                "extract the others")
+    return DiskFull(store, exc.errno, hint=hint)
 
 
 def _write_failed_tsv(path: Path, failures: list[Failure]) -> None:
@@ -359,6 +441,7 @@ def _write_summary(path: Path, config: ExtractConfig, result: ExtractResult) -> 
         "bytes": result.bytes,
         "seconds": round(result.seconds, 3),
         "failed": [asdict(f) for f in result.failed],
+        "ignored": [asdict(f) for f in result.ignored],
         "decoded_with_errors": result.with_decode_errors,
     }
     write_json(path, summary)

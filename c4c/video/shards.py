@@ -7,8 +7,10 @@ every shard file with its size and its sorted video ids. A video belongs to shar
 once without talking to each other. :class:`c4c.video.store.FrameStore` opens a shard folder (or its
 manifest) like a single file; each shard file is opened only when one of its videos is read.
 
-While a run works on a shard, ``frames-<k>-of-<S>.h5.running`` marks it; the manifest can be written
-once every shard is present and none is running or has unmerged videos (:func:`shard_set_state`).
+While a run works on a shard, ``frames-<k>-of-<S>.h5.running`` marks it (and it holds the shard's
+writer lock ``frames-<k>-of-<S>.h5.lock``, :mod:`c4c.video.lock`: one writer per shard, any number of
+machines on other shards); the manifest can be written once every shard is present and none is running
+or has unmerged videos (:func:`shard_set_state`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from c4c import __version__
-from c4c.atomic import write_json
+from c4c.atomic import disk_full_is_an_error, write_json
 from c4c.choices import CODECS
-from c4c.errors import C4CError
-from c4c.video.layout import StoreSettings, settings_from_attrs
+from c4c.errors import C4CError, first_line
+from c4c.video.layout import StoreSettings, damaged_hint, settings_from_attrs
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +112,14 @@ def write_manifest(folder: Path) -> Path:
         try:
             f = h5py.File(path, "r")
         except OSError as exc:
-            raise C4CError(f"not a readable HDF5 file ({exc})", path=path) from None
+            raise C4CError(f"not a readable HDF5 file ({first_line(exc)})", path=path, hint=damaged_hint(path)) from None
         with f:
             have = settings_from_attrs(f, path)
-            ids = sorted(f["videos"].keys())
+            try:
+                ids = sorted(f["videos"].keys())
+            except (OSError, RuntimeError, KeyError, ValueError) as exc:
+                raise C4CError(f"unreadable list of videos ({first_line(exc)})", path=path,
+                               hint=damaged_hint(path)) from None
         if settings is None:
             settings = have
         elif have != settings:
@@ -161,7 +167,7 @@ def read_manifest(path: str | Path) -> ShardSet:
         raise C4CError("frame store not found: no shard manifest", path=manifest, hint=hint)
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise C4CError(f"unreadable shard manifest ({exc})", path=manifest) from None
     if not isinstance(data, dict) or data.get("format") != SHARDS_FORMAT:
         found = data.get("format") if isinstance(data, dict) else None
@@ -202,8 +208,8 @@ def read_manifest(path: str | Path) -> ShardSet:
                                    path=manifest, hint=rebuild)
                 where[str(vid)] = k
             files.append(file)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise C4CError(f"malformed shard manifest ({type(exc).__name__}: {exc})", path=manifest) from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise C4CError(f"malformed shard manifest ({type(exc).__name__}: {first_line(exc)})", path=manifest) from None
     return ShardSet(manifest=manifest, settings=settings, files=files, where=where)
 
 
@@ -265,14 +271,16 @@ def running_marker(shard: Path) -> Path:
 
 
 def mark_running(shards: Iterable[Path]) -> None:
-    """Mark each shard file as being worked on by this process (warning about an earlier mark)."""
+    """Mark each shard file as being worked on by this process (the caller holds its writer lock, so an
+    earlier mark is a killed run's)."""
     text = f"{socket.gethostname()} pid {os.getpid()}\n"
     for path in shards:
         marker = running_marker(path)
         if marker.exists():
-            log.warning("%s was marked as being extracted by %s: a killed run, or another machine at work "
-                        "(never run two on one shard)", path.name, marker.read_text(errors="replace").strip())
-        marker.write_text(text, encoding="utf-8")
+            log.info("%s was marked as being extracted by %s, a run that was killed: resuming it", path.name,
+                     marker.read_text(errors="replace").strip())
+        with disk_full_is_an_error(marker):
+            marker.write_text(text, encoding="utf-8")
 
 
 def unmark_running(shards: Iterable[Path]) -> None:

@@ -1,0 +1,99 @@
+"""One writer per frame store: an exclusive ``fcntl.flock`` on ``<store>.lock`` beside it.
+
+`c4c extract` holds the lock of every file it writes (the store, or each shard of a shard set it works
+on) from before it touches the store or its parts folder until it ends. A second run on the same file
+stops at once with a message naming the holder (pid and host, written into the lock file), or waits
+for it with ``wait=True``. The kernel drops the lock when the holder dies, even by SIGKILL, so a lock
+is never stale; the file itself is removed on release. On NFS, Linux maps ``flock`` to byte-range
+locks shared by every client, so machines working on other shards of one set never block each other
+and two machines on one shard do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from c4c.errors import C4CError
+
+log = logging.getLogger(__name__)
+
+LOCK_SUFFIX = ".lock"
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file of the store (or shard) ``target``: ``<name>.lock`` beside it."""
+    target = Path(target)
+    return target.with_name(target.name + LOCK_SUFFIX)
+
+
+def holder(target: Path) -> str:
+    """Who holds the lock of ``target``, as its lock file says (``pid 123 on host h since 12:00:01``)."""
+    try:
+        text = lock_path(target).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        text = ""
+    return text or "a process that has not written its name yet"
+
+
+def _acquire(target: Path, wait: bool, command: str) -> int:
+    import fcntl
+
+    path = lock_path(target)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who = holder(target)
+            if not wait:
+                os.close(fd)
+                raise C4CError(f"another {command} is writing it ({who})", path=target,
+                               hint="one writer per store: wait for it to end, or pass --wait to start when it "
+                                    "does") from None
+            log.warning("%s: waiting for %s (%s) to end", target, command, who)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        # The holder removes the file as it lets go: a lock on a removed file locks nothing, so check
+        # that the file locked is still the one at the path, else take the new one.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:  # who holds it, for the message of the next one (best effort: a full disk must not stop this)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                     .encode())
+    except OSError:
+        pass
+    return fd
+
+
+def _release(target: Path, fd: int) -> None:
+    lock_path(target).unlink(missing_ok=True)  # while still held: a waiter then sees that its file is gone
+    os.close(fd)
+
+
+@contextmanager
+def writer_lock(targets: Iterable[Path], *, wait: bool = False, command: str = "c4c extract") -> Iterator[None]:
+    """Hold the writer lock of every file in ``targets`` (in sorted order, so two runs never deadlock)
+    for the duration of the block; C4CError naming the first one another process holds, unless ``wait``."""
+    held: list[tuple[Path, int]] = []
+    try:
+        for target in sorted(set(Path(t) for t in targets)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            held.append((target, _acquire(target, wait, command)))
+        yield
+    finally:
+        for target, fd in reversed(held):
+            _release(target, fd)
