@@ -9,10 +9,13 @@ Layout of one checkpoint folder (``RUN/checkpoints/step-000123/``, ``RUN/best/``
 
 Folders are written under a temporary name and renamed into place; ``RUN/latest.json`` names the
 newest complete checkpoint and is replaced atomically, so a kill at any moment leaves a usable one.
+A full disk is :class:`c4c.atomic.DiskFull` naming the folder (checked before writing, caught while
+writing): the temp folder is removed and the checkpoints saved before are untouched.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from c4c import __version__
-from c4c.atomic import write_json
+from c4c.atomic import DiskFull, disk_full_errno, ensure_space, free_bytes, write_json
 from c4c.errors import C4CError, first_line
 from c4c.jsonfile import read_json_object
 
@@ -79,12 +82,23 @@ def save(folder: Path, model_state: dict, train_state: dict | None, meta: dict) 
     folder = Path(folder)
     tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
-    if train_state is not None:
-        torch.save(train_state, tmp / "train_state.pt")
-    (tmp / "meta.json").write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION,
-                                               "c4c_version": __version__, **meta}, indent=2) + "\n")
+    need = _tensor_bytes(model_state) + _tensor_bytes(train_state) + (1 << 20)
+    try:
+        ensure_space(folder.parent, need, path=folder, largest_file=need, hint=_kept(folder))
+        tmp.mkdir(parents=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        (tmp / "meta.json").write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION,
+                                                   "c4c_version": __version__, **meta}, indent=2) + "\n")
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        code = disk_full_errno(exc)
+        if code is None and isinstance(exc, Exception) and free_bytes(folder.parent) < need:
+            code = errno.ENOSPC  # torch.save says only "file write failed"
+        if code is None or isinstance(exc, DiskFull):
+            raise
+        raise DiskFull(folder, code, hint=_kept(folder)) from exc
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -92,6 +106,31 @@ def save(folder: Path, model_state: dict, train_state: dict | None, meta: dict) 
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _tensor_bytes(state: Any) -> int:
+    """Bytes of the tensors in a (nested) state, about the size they take on disk."""
+    if hasattr(state, "element_size") and hasattr(state, "numel"):
+        return int(state.element_size() * state.numel())
+    if isinstance(state, dict):
+        return sum(_tensor_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in state)
+    return 0
+
+
+def _kept(folder: Path) -> str:
+    """What a save cut short by a full disk leaves: the checkpoints before it, untouched."""
+    if folder.name == "best":
+        kept = "the previous best/ is intact" if (folder / "model.safetensors").is_file() else "no best/ yet"
+    else:
+        try:
+            newest = latest(folder.parent.parent) if folder.parent.name == "checkpoints" else None
+        except C4CError:
+            newest = None
+        kept = (f"the previous checkpoint {newest.name} (named by latest.json) is intact" if newest is not None
+                else "no earlier checkpoint of this run")
+    return f"nothing was replaced: {kept}; free space and resume with --resume"
 
 
 def resolve(folder: Path) -> Path:
