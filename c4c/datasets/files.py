@@ -10,6 +10,8 @@ from typing import Any, Iterator
 
 from c4c.errors import C4CError
 
+_EMPTY_HINT = "was it cut short or not written yet? give the full annotation file"
+
 
 def dataset_dir(path: str | Path) -> Path:
     """The dataset folder: ``path`` itself if it is a folder, its parent if it is a file."""
@@ -38,6 +40,8 @@ def read_json(path: Path) -> Any:
     except FileNotFoundError:
         raise C4CError("file not found", path=path) from None
     except json.JSONDecodeError as error:
+        if not error.doc.strip():
+            raise C4CError("empty file (no JSON in it)", path=path, hint=_EMPTY_HINT) from None
         raise C4CError(f"invalid JSON: {error.msg} (column {error.colno})", path=path,
                        line=error.lineno) from None
     except UnicodeDecodeError:
@@ -98,12 +102,16 @@ def iter_csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, d
             if missing:
                 raise C4CError(f"the CSV header lacks column(s) {', '.join(missing)}", path=path, line=1,
                                hint=f"found: {', '.join(header)}")
+            rows = 0
             for row in reader:
                 absent = [name for name in columns if row.get(name) is None]
                 if absent:
                     raise C4CError(f"row has no value for {', '.join(absent)}", path=path,
                                    line=reader.line_num)
+                rows += 1
                 yield reader.line_num, row
+            if not rows:
+                raise C4CError("no rows after the CSV header", path=path, hint=_EMPTY_HINT)
         except csv.Error as error:
             raise C4CError(f"malformed CSV: {error}", path=path, line=reader.line_num) from None
         except UnicodeDecodeError:

@@ -43,7 +43,11 @@ def read_annotations(dataset: str, path: str | Path, **options: Any) -> list[Vid
         raise C4CError(f"unknown option(s) for the {dataset} reader: {', '.join(unknown)}",
                        hint=f"valid options: {valid}")
     reader = getattr(importlib.import_module(module_name), function_name)
-    return reader(path, **options)
+    records = reader(path, **options)
+    if not records:  # every reader: an empty file (or one of blank lines) is never an empty dataset
+        raise C4CError(f"no {dataset} annotations in it (empty, or only blank lines)", path=path,
+                       hint="give the annotation file or folder with the videos' captions")
+    return records
 
 
 def split_records(records: Iterable[VideoRecord], split: str) -> list[VideoRecord]:
