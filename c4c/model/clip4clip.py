@@ -8,6 +8,7 @@ Only real frames go through the image tower (padded ones are skipped, which chan
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -20,7 +21,10 @@ from c4c.model.attention import use_direct_attention
 from c4c.model.heads import LOOSE, make_head
 from c4c.model.towers import image_class_features, text_eot_features
 
+log = logging.getLogger(__name__)
+
 MAX_LOGIT_SCALE = math.log(100.0)
+_RESIZES_WARNED: set[tuple[int, int, int]] = set()  # (frame height, width, model size) already logged
 
 
 def make_patch3d(conv1: nn.Conv2d) -> nn.Conv3d:
@@ -78,6 +82,13 @@ class CLIP4Clip(nn.Module):
         """uint8 ``[N, S, S, 3]`` -> normalised float ``[N, 3, H, W]`` at the model's image size."""
         x = video.permute(0, 3, 1, 2).float()
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            key = (int(x.shape[-2]), int(x.shape[-1]), self.image_size)
+            if key not in _RESIZES_WARNED:
+                _RESIZES_WARNED.add(key)
+                log.warning("frames are %dx%d px but the model takes %d px: every frame is resized (bicubic) on "
+                            "each step, which costs time and differs from frames extracted at that size; "
+                            "`c4c extract --size %d` stores them ready", key[1], key[0], self.image_size,
+                            self.image_size)
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", antialias=True,
                               align_corners=False).clamp_(0, 255)
         return x.mul_(self.pixel_scale).sub_(self.pixel_shift)
