@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -124,3 +126,53 @@ def test_reading_scattered_frames_of_a_long_video(tmp_path):
     with store.FrameStore(path) as fs:
         np.testing.assert_array_equal(fs.read("long", [59, 0, 30]), expected[[59, 0, 30]])
         np.testing.assert_array_equal(fs.read("long", [3, 4, 5]), expected[[3, 4, 5]])
+
+
+def test_a_frame_that_does_not_match_its_checksum_is_an_error_naming_the_store(tmp_path):
+    path, _ = _store_with(tmp_path, {"a": 3})
+    with h5py.File(path, "r+") as f:
+        f["videos/a/frames"][1, 0, 0, 0] ^= 0xFF
+    with store.FrameStore(path) as fs:
+        np.testing.assert_array_equal(fs.read("a", [0, 2]), _sample(3).frames[[0, 2]])  # the others still read
+        with pytest.raises(C4CError, match="frame 1 does not match its checksum") as info:
+            fs.read("a")
+    assert info.value.path == str(path)
+
+
+def test_links_inside_a_store_are_refused(tmp_path):
+    path, _ = _store_with(tmp_path, {"a": 2, "b": 2})
+    with h5py.File(path, "r+") as f:
+        del f["videos/b"]
+        f["videos/b"] = h5py.SoftLink("/videos/a")
+    with store.FrameStore(path) as fs:
+        assert fs.read("a").shape == (2, 8, 8, 3)
+        with pytest.raises(C4CError, match="video 'b' is a soft link to /videos/a"):
+            fs.read("b")
+
+
+def test_one_writer_lock_per_store_and_none_left_after(tmp_path):
+    from c4c.video.lock import lock_path, writer_lock
+
+    target = tmp_path / "frames.h5"
+    with writer_lock([target]):
+        assert lock_path(target).read_text().startswith(f"pid {os.getpid()} on host ")
+        with pytest.raises(C4CError, match=f"another c4c extract is writing it \\(pid {os.getpid()} "):
+            with writer_lock([target]):
+                pass
+    assert not lock_path(target).exists()
+    with writer_lock([target]):  # free again
+        pass
+
+
+def test_a_merge_that_would_not_fit_is_refused_before_it_starts(tmp_path, monkeypatch):
+    from c4c import atomic
+
+    path, settings = _store_with(tmp_path, {"a": 2})
+    parts = staging.parts_dir_for(path)
+    staging.write_part(parts, "b", _sample(3), settings, "/src/b.mp4")
+    before = path.read_bytes()
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 1000)
+    with pytest.raises(atomic.DiskFull, match="1 video finished and kept in .*parts/; free space and re-run"):
+        staging.merge_parts(path, staging.list_parts(parts))
+    assert path.read_bytes() == before and len(staging.list_parts(parts)) == 1
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

@@ -410,12 +410,12 @@ def _stopped_by_full_disk(exc: DiskFull, kept: dict[Path, int], result: ExtractR
         store = next(iter(kept))
         where = (f"{staging.parts_dir_for(store)}/" if len(kept) == 1
                  else f"the .parts folders of {len(kept)} shards")
-        hint = f"{sum(kept.values())} videos finished and kept in {where}; free space and re-run to merge"
+        hint = f"{staging.count_videos(sum(kept.values()))} finished and kept in {where}; free space and re-run to merge"
     else:  # every finished video was merged; the disk filled up staging the next one
         store = Path(exc.path) if exc.path else result.out
         if store.parent.name.endswith(".parts"):  # a part: name its store
             store = store.parent.with_name(store.parent.name[:-len(".parts")])
-        hint = (f"{result.done} videos finished in this run are in {store.name}; free space and re-run to "
+        hint = (f"{staging.count_videos(result.done)} finished in this run are in {store.name}; free space and re-run to "
                 "extract the others")
     return DiskFull(store, exc.errno, hint=hint)
 

@@ -54,6 +54,14 @@ def _h5py():  # imported on first use: `import c4c` stays fast
     return h5py
 
 
+def open_h5(path: str | Path, mode: str = "r"):
+    """Open an HDF5 file of a store without HDF5's own file locks. c4c never needs them (one writer per
+    store holds :mod:`c4c.video.lock`; readers only see whole files, renamed into place), and they
+    fail on file systems without flock (NFS, Lustre: errno 38) and when a killed run's child process
+    still holds a copy of the descriptor (errno 11)."""
+    return _h5py().File(path, mode, locking=False)
+
+
 def write_root(f, settings: StoreSettings) -> None:
     """Give the open HDF5 file ``f`` the root attributes of a store and its ``videos`` group."""
     f.attrs["format"] = FORMAT
@@ -122,9 +130,8 @@ def damaged_hint(path: Path) -> str:
 
 def read_settings(path: Path) -> StoreSettings:
     """Validate the root of a store and return its settings; C4CError when it is not a usable store."""
-    h5py = _h5py()
     try:
-        f = h5py.File(path, "r")
+        f = open_h5(path)
     except FileNotFoundError:
         raise C4CError("frame store not found", path=path, hint="create it with `c4c extract`") from None
     except OSError as exc:

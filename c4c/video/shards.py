@@ -29,7 +29,7 @@ from c4c import __version__
 from c4c.atomic import disk_full_is_an_error, write_json
 from c4c.choices import CODECS
 from c4c.errors import C4CError, first_line
-from c4c.video.layout import StoreSettings, damaged_hint, settings_from_attrs
+from c4c.video.layout import StoreSettings, damaged_hint, open_h5, settings_from_attrs
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,6 @@ def write_manifest(folder: Path) -> Path:
     C4CError when a shard file is missing or unreadable, shards were made with different settings,
     or a video is stored in two shards.
     """
-    import h5py
-
     folder = Path(folder)
     count, found = find_shards(folder)
     if count == 0:
@@ -110,7 +108,7 @@ def write_manifest(folder: Path) -> Path:
     for k in range(count):
         path = found[k]
         try:
-            f = h5py.File(path, "r")
+            f = open_h5(path)
         except OSError as exc:
             raise C4CError(f"not a readable HDF5 file ({first_line(exc)})", path=path, hint=damaged_hint(path)) from None
         with f:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from c4c.atomic import TEMP_MARK, atomic_path, disk_full_is_an_error, ensure_space, write_bytes
 from c4c.errors import C4CError, first_line
-from c4c.video.layout import (StoreSettings, check_video, read_settings, refuse_link, settings_from_attrs,
-                              write_root, write_video)
+from c4c.video.layout import (StoreSettings, check_video, open_h5, read_settings, refuse_link,
+                              settings_from_attrs, write_root, write_video)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,11 @@ def part_path(parts_dir: Path, video_id: str) -> Path:
 def parts_dir_for(store_path: Path) -> Path:
     """The staging folder of the store ``store_path``: ``<store>.parts``."""
     return store_path.with_name(store_path.name + ".parts")
+
+
+def count_videos(n: int) -> str:
+    """``1 video``, ``3 videos``: for messages."""
+    return f"{n} video" + ("" if n == 1 else "s")
 
 
 _SLACK = 1 << 20  # bytes kept free beyond what a write needs (file system metadata, the folder entry)
@@ -69,8 +74,6 @@ def write_part(parts_dir: Path, video_id: str, sample, settings: StoreSettings, 
 
 def list_parts(parts_dir: Path) -> dict[str, Path]:
     """Finished parts by video id; removes leftovers of interrupted writes and unreadable parts."""
-    import h5py
-
     found: dict[str, Path] = {}
     if not parts_dir.is_dir():
         return found
@@ -81,7 +84,7 @@ def list_parts(parts_dir: Path) -> dict[str, Path]:
         if p.suffix != ".h5":
             continue
         try:
-            with h5py.File(p, "r") as f:
+            with open_h5(p) as f:
                 vid = str(f.attrs["video_id"])
         except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
             log.warning("removing unreadable staged part %s (%s); its video is extracted again", p, first_line(exc))
@@ -93,11 +96,9 @@ def list_parts(parts_dir: Path) -> dict[str, Path]:
 
 def stored_ids(store_path: Path) -> set[str]:
     """Ids of the videos already in the store (empty when the store does not exist)."""
-    import h5py
-
     if not store_path.exists():
         return set()
-    with h5py.File(store_path, "r") as f:
+    with open_h5(store_path) as f:
         return set(f["videos"].keys())
 
 
@@ -105,10 +106,8 @@ def _usable_part(path: Path, video_id: str, settings: StoreSettings) -> bool:
     """Whether the staged part ``path`` holds the whole of ``video_id`` (every frame read back against its
     checksum). A damaged part is removed with a warning (its video is extracted again); a part made with
     other settings is an error."""
-    import h5py
-
     try:
-        with h5py.File(path, "r") as src:
+        with open_h5(path) as src:
             if settings_from_attrs(src, path) != settings:
                 raise C4CError("staged part was made with other settings than the store", path=path,
                                hint="delete the .parts folder or use a new output")
@@ -133,25 +132,23 @@ def merge_parts(store_path: Path, parts: dict[str, Path]) -> int:
     damaged ones too (their videos are extracted again). :class:`c4c.atomic.DiskFull` when the copy
     would not fit: checked before it starts; the store and the parts are left as they were.
     """
-    import h5py
-
     if not parts:
         return 0
     settings = read_settings(store_path)
     present = stored_ids(store_path)
     fresh = {vid: p for vid, p in parts.items() if vid not in present and _usable_part(p, vid, settings)}
     if fresh:
-        hint = (f"{len(fresh)} videos finished and kept in {parts_dir_for(store_path)}/; free space and "
+        hint = (f"{count_videos(len(fresh))} finished and kept in {parts_dir_for(store_path)}/; free space and "
                 "re-run to merge")
         need = store_path.stat().st_size + sum(p.stat().st_size for p in fresh.values())
         ensure_space(store_path.parent, need + need // 64 + _SLACK, path=store_path, largest_file=need + need // 64,
                      hint=hint)
         with disk_full_is_an_error(store_path, hint), atomic_path(store_path, durable=True) as tmp:
             shutil.copyfile(store_path, tmp)
-            with h5py.File(tmp, "r+") as dst:
+            with open_h5(tmp, "r+") as dst:
                 videos = dst["videos"]
                 for vid, p in fresh.items():
-                    with h5py.File(p, "r") as src:
+                    with open_h5(p) as src:
                         src.copy(src["videos"][vid], videos, name=vid)
     for p in parts.values():
         p.unlink(missing_ok=True)

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 import numpy as np
 
 from c4c.errors import C4CError, first_line
-from c4c.video.layout import (_h5py, check_frames, check_timestamps, check_video, damaged_hint, read_settings,
-                              refuse_link, settings_from_attrs)
+from c4c.video.layout import (check_frames, check_timestamps, check_video, damaged_hint, open_h5,
+                              read_settings, refuse_link, settings_from_attrs)
 
 if TYPE_CHECKING:
     from c4c.video.shards import ShardSet
@@ -117,14 +117,14 @@ class FrameStore:
             return f
         if self.shards is None:
             try:
-                f = _h5py().File(self.path, "r")
+                f = open_h5(self.path)
             except OSError as exc:
                 raise C4CError(f"not a readable HDF5 file ({first_line(exc)})", path=self.path,
                                hint=damaged_hint(self.path)) from None
         else:
             path = self.shards.files[k]
             try:
-                f = _h5py().File(path, "r")
+                f = open_h5(path)
             except OSError as exc:
                 raise C4CError(f"not a readable HDF5 file ({first_line(exc)})", path=path,
                                hint=damaged_hint(path)) from None
