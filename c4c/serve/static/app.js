@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 let results = [];          // the moments shown, in rank order
 let playing = -1;          // index in results of the moment in the player
 let pendingStart = null;   // seconds to seek to once the player's new video has its metadata
+let latest = 0;            // number of the newest search: an older answer arriving late is dropped
 
 function clock(t) {
   const m = Math.floor(t / 60);
@@ -96,12 +97,14 @@ function render(hits) {
 
 async function search(q, k, group) {
   const params = new URLSearchParams({ q, k, group });
+  const mine = ++latest;
   setStatus("Searching…");
   $("go").disabled = true;
   const t0 = performance.now();
   try {
     const r = await fetch(`/api/search?${params}`);
     const body = await r.json().catch(() => null);
+    if (mine !== latest) return;
     if (!r.ok) {
       setStatus(errorText(body, r.status), true);
       return;
@@ -113,9 +116,9 @@ async function search(q, k, group) {
     setStatus(hits.length ? `${hits.length} ${what} for “${q}” (${ms} ms)` : `Nothing found for “${q}”.`);
     history.replaceState(null, "", `?${params}`);
   } catch (err) {
-    setStatus(`Search failed: ${err.message || err}`, true);
+    if (mine === latest) setStatus(`Search failed: ${err.message || err}`, true);
   } finally {
-    $("go").disabled = false;
+    if (mine === latest) $("go").disabled = false;
   }
 }
 
@@ -214,7 +217,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("search").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const q = $("q").value;
-    if (!q.trim()) { setStatus("Type what you are looking for.", true); return; }
+    if (!q.trim()) {
+      latest++;  // an answer still on its way is no longer wanted
+      $("go").disabled = false;
+      setStatus("Type what you are looking for.", true);
+      return;
+    }
     search(q, $("k").value, $("group").value);
   });
   $("results").addEventListener("keydown", onResultsKey);
