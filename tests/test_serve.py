@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -263,16 +264,19 @@ def test_serve_starts_prints_its_address_and_answers(lib):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd + ["serve", str(lib["lib"]), "--port", "0", "--device", "cpu", "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
     try:
-        url, lines, deadline = None, [], time.monotonic() + 120
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
+        url, seen, deadline = None, [], time.monotonic() + 120
+        while url is None and proc.poll() is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
                 break
-            lines.append(line)
+            seen.append(line)
             if line.startswith("serving on "):
                 url = line.split()[2]
-        assert url and url.startswith("http://127.0.0.1:"), "".join(lines)
+        assert url and url.startswith("http://127.0.0.1:"), "".join(seen)
         health = None
         for _ in range(50):
             try:

@@ -18,7 +18,6 @@ so no text from the client is ever turned into a path. Unknown ids are 404, bad 
 from __future__ import annotations
 
 import io
-import logging
 import mimetypes
 import threading
 from pathlib import Path
@@ -31,8 +30,6 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from c4c import choices
 from c4c.errors import C4CError
 from c4c.search.moments import Moment
-
-log = logging.getLogger(__name__)
 
 MAX_K = 100             # results per query at most
 MAX_QUERIES = 16        # queries per request at most
