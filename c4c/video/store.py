@@ -207,7 +207,9 @@ class FrameStore:
             if video_id not in self._valid:
                 refuse_link(videos, video_id, where, video_id)
             g = videos[video_id]
-        except KeyError:
+        except KeyError as exc:
+            if "doesn't exist" not in str(exc):  # h5py's KeyError for an object it cannot read: damaged
+                raise self._damaged(video_id, where, exc) from None
             if self.shards is None:
                 raise C4CError(f"video {video_id!r} is not in the frame store", path=self.path) from None
             raise C4CError(f"the manifest puts video {video_id!r} in this shard, but it is not there",
