@@ -70,9 +70,11 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None, prog_name: str) -> N
     try:
         code = typer_app(args=argv, standalone_mode=False, prog_name=prog_name)
     except C4CError as exc:
-        ui.console(stderr=True).print(f"[bold red]error:[/] {exc.render()}", highlight=False, soft_wrap=True,
-                                      markup=True)
-        sys.exit(2)
+        from rich.markup import escape
+
+        ui.console(stderr=True).print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False,
+                                      soft_wrap=True)  # escaped: a file name may hold [brackets]
+        sys.exit(getattr(exc, "exit_code", 2))  # 2: the input; 1: the machine (a full disk)
     except KeyboardInterrupt:
         ui.console(stderr=True).print("interrupted; finished work was kept")
         sys.exit(130)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 
+from c4c.atomic import disk_full_is_an_error
 from c4c.errors import C4CError, TrainingDiverged
 from c4c.train import checkpoint
 from c4c.train.distributed import DistInfo, all_reduce_mean, barrier
@@ -214,8 +215,10 @@ class Trainer:
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+            path = self.run_dir / "metrics.jsonl"
+            with disk_full_is_an_error(path, hint="free space and resume with --resume: the last checkpoint is intact"):
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
         self.on_event(record)
 
     def fit(self) -> LoopState:
