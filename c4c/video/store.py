@@ -48,24 +48,12 @@ _MAX_OPEN_SHARDS = 64  # shard files a FrameStore keeps open at once (least rece
 def decode_jpegs(rows: Sequence[np.ndarray]) -> np.ndarray:
     """Decode stored JPEG frames (1-D uint8 arrays) to uint8 ``[n, H, W, 3]`` RGB, straight into one array.
 
-    Pillow (libjpeg-turbo), told the format so that it does not probe its other plugins. (torchvision's
-    decoder is 3x faster on 32 px frames but deprecated since torchvision 0.29.)
+    simplejpeg when installed (about 1.5x Pillow's frames/s on 224 px frames, same pixels within 1 level),
+    else Pillow: :func:`c4c.video.jpeg.decode_jpegs`.
     """
-    import io
+    from c4c.video.jpeg import decode_jpegs as decode
 
-    from PIL import Image
-
-    out = None
-    for i, row in enumerate(rows):
-        with Image.open(io.BytesIO(row.tobytes() if isinstance(row, np.ndarray) else row), formats=("JPEG",)) as img:
-            img.load()
-            frame = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-        if out is None:
-            out = np.empty((len(rows),) + frame.shape, np.uint8)
-        elif frame.shape != out.shape[1:]:
-            raise ValueError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, frame 0 {out.shape[2]}x{out.shape[1]}")
-        out[i] = frame
-    return out
+    return decode(rows)
 
 
 def _read_rows(ds, idx: list[int]):
