@@ -95,3 +95,13 @@ def test_damaged_jpeg_raises_what_the_store_reports_as_damaged(decoder):
 def test_unknown_decoder_is_refused():
     with pytest.raises(ValueError, match="unknown JPEG decoder"):
         jpeg.cpu_decoder("turbo")
+
+
+def test_frame_decoder_uses_the_gpu_only_for_a_cuda_model():
+    assert jpeg.frame_decoder("cpu", "cuda:0") == "cpu"
+    assert jpeg.frame_decoder("auto", "cpu") == "cpu"
+    assert jpeg.frame_decoder("cuda", "cpu") == "cpu"  # the CPU path is the fallback
+    expected = "cuda" if jpeg.torchvision_decoder_available() else "cpu"
+    assert jpeg.frame_decoder("auto", "cuda:0") == expected
+    with pytest.raises(ValueError, match="unknown frame decoder"):
+        jpeg.frame_decoder("gpu", "cuda")

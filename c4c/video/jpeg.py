@@ -116,3 +116,24 @@ def decode_jpegs_torch(rows: Sequence, device: str | torch.device = "cuda") -> t
         if img.shape != shape:
             raise ValueError(f"frame {i} is {img.shape[2]}x{img.shape[1]}, frame 0 {shape[2]}x{shape[1]}")
     return torch.stack(images).permute(0, 2, 3, 1).contiguous()  # [n, H, W, 3]
+
+
+FRAME_DECODERS = ("cpu", "cuda", "auto")  # where stored JPEG frames are decoded
+
+
+def frame_decoder(name: str, device: str | torch.device) -> str:
+    """Where to decode frames for a model on ``device``: ``cpu`` or ``cuda``.
+
+    ``auto`` picks ``cuda`` when the model runs on CUDA and torchvision's decoder is available, else ``cpu``;
+    ``cuda`` falls back to ``cpu`` (with a warning) when either is missing.
+    """
+    if name not in FRAME_DECODERS:
+        raise ValueError(f"unknown frame decoder {name!r}; choose one of {', '.join(FRAME_DECODERS)}")
+    if name == "cpu":
+        return "cpu"
+    on_cuda = str(device).startswith("cuda")
+    if on_cuda and torchvision_decoder_available():
+        return "cuda"
+    if name == "cuda":
+        log.warning("frame decoder cuda needs a CUDA model and torchvision.io.decode_jpeg: decoding on the CPU")
+    return "cpu"
