@@ -33,6 +33,7 @@ Activation = Literal["auto", "quickgelu", "gelu"]
 ReportTo = Literal["none", "tensorboard", "wandb"]
 Reader = Literal["c4c", "reference"]
 Group = Literal["moment", "video"]
+TextPrecision = Literal["fp32", "bf16"]
 
 HEADS: tuple[str, ...] = get_args(Sim)
 LOOSE_HEADS: tuple[str, ...] = ("meanP", "seqLSTM", "seqTransf")
@@ -58,6 +59,7 @@ ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 REPORTERS: tuple[str, ...] = get_args(ReportTo)
 READERS: tuple[str, ...] = get_args(Reader)
 GROUPS: tuple[str, ...] = get_args(Group)
+TEXT_PRECISIONS: tuple[str, ...] = get_args(TextPrecision)
 
 # CLIP's image normalisation (open_clip's OPENAI_DATASET_MEAN / _STD), as plain numbers
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)

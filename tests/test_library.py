@@ -175,3 +175,13 @@ def test_search_of_a_library_gives_moments_with_paths_and_thumbnails(clips, tmp_
     ts = store.timestamps(best.video_id)
     middle = int(np.argmin(np.abs(ts - (best.start + best.end) / 2)))
     np.testing.assert_array_equal(searcher.thumbnail(best), store.read(best.video_id, [middle])[0])
+
+
+def test_a_bf16_text_tower_gives_nearly_the_same_queries(clips, tmp_path):
+    folder = _folder(tmp_path, clips["videos"][:2])
+    _update(folder, tmp_path / "lib", **ZERO_SHOT)
+    exact = Searcher(tmp_path / "lib", device="cpu").encode(clips["captions"])
+    fast = Searcher(tmp_path / "lib", device="cpu", precision="bf16").encode(clips["captions"])
+    assert fast.dtype == np.float32 and float((exact * fast).sum(axis=1).min()) > 0.999
+    with pytest.raises(C4CError, match="unknown precision"):
+        Searcher(tmp_path / "lib", device="cpu", precision="int4")

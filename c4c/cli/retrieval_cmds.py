@@ -322,6 +322,8 @@ def search_cmd(
     run: Annotated[Optional[Path], typer.Option(
         help="Run whose text tower encodes the query [default: the model the index names]; must be the same model.")] = None,
     force: opt.Force = False,
+    precision: Annotated[choices.TextPrecision, typer.Option(
+        help="Text tower weights: fp32, or bf16 (faster on a CPU; query embeddings within about 1e-4 in cosine).")] = "fp32",
     device: opt.Device = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     quiet: opt.Quiet = False,
@@ -342,7 +344,7 @@ def search_cmd(
     from c4c.stages import search
 
     ui.setup_logging(quiet or as_json)
-    searcher = search.Searcher(index, run=run, device=device, force=force)
+    searcher = search.Searcher(index, run=run, device=device, force=force, precision=precision)
     results = searcher.search(list(queries), k, group=group)
     if as_json:
         payload = [{"query": q, "results": [m.as_dict() for m in hits]} for q, hits in zip(queries, results)]

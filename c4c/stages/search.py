@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -106,11 +107,16 @@ class Searcher:
     many queries (tokenise, text tower, faiss) without loading anything again.
 
     ``run``: encode queries with this run instead of the one the index names; it must be the same
-    model (same fingerprint) unless ``force``.
+    model (same fingerprint) unless ``force``. ``precision="bf16"`` keeps the text tower's weights in
+    bfloat16: half the bytes to stream per query, which is what a CPU query waits for (query
+    embeddings within about 1e-4 of fp32 in cosine; bench/README.md). ``threads``: torch and faiss
+    threads while a query is answered (set for the call, then put back); on the CPU the default is
+    one, which answered single queries 4x faster than two on a shared 2-core machine (bench/README.md).
     """
 
     def __init__(self, index_dir: Path, *, run: Path | None = None, checkpoint: str | None = None,
-                 device: str = "auto", force: bool = False) -> None:
+                 device: str = "auto", force: bool = False, precision: str = "fp32",
+                 threads: int | None = None) -> None:
         import torch
 
         from c4c.data.text import CaptionTokenizer
@@ -118,7 +124,14 @@ class Searcher:
         from c4c.search.index import VectorIndex
         from c4c.search.source import check_same_model, from_record, load_source, run_source
 
+        from c4c.choices import TEXT_PRECISIONS
+
+        if precision not in TEXT_PRECISIONS:
+            raise C4CError(f"unknown precision {precision!r}", hint=f"choose one of: {', '.join(TEXT_PRECISIONS)}")
+        if threads is not None and threads < 1:
+            raise C4CError(f"threads must be at least 1, got {threads}")
         self.device = resolve_device(device)
+        self.threads = threads if threads is not None else (1 if self.device == "cpu" else None)
         index_device = "auto" if device == "auto" else ("gpu" if self.device.startswith("cuda") else "cpu")
         self.index_dir = resolve_index_dir(Path(index_dir))
         self.index = VectorIndex.open(self.index_dir, device=index_device)
@@ -139,6 +152,9 @@ class Searcher:
         if not model.loose:
             raise C4CError(f"the model uses {model.sim}, which has no text embedding to search with")
         model.eval()
+        if precision == "bf16":
+            _text_tower_to(model.clip, torch.bfloat16)
+        self.precision = precision
         self.model = model
         self.tokenizer = CaptionTokenizer(int(meta.get("max_words") or config.get("max_words", 32)))
         width = int(model.clip.text_projection.shape[1])
@@ -147,17 +163,36 @@ class Searcher:
                            path=self.index_dir, hint="search with the model that encoded the videos")
         self._stores: dict[str, object] = {}
         self._torch = torch
+        self._one_row_per_video = len(set(self.index.rows.row_video.tolist())) == self.count
 
     @property
     def count(self) -> int:
         """Rows in the index (videos, or moments)."""
         return self.index.count
 
+    @contextmanager
+    def _threads(self):
+        """torch and faiss on ``self.threads`` threads for the duration of a call."""
+        if self.threads is None:
+            yield
+            return
+        from c4c.search.build import faiss_module
+
+        torch, faiss = self._torch, faiss_module()
+        before = (torch.get_num_threads(), faiss.omp_get_max_threads())
+        torch.set_num_threads(self.threads)
+        faiss.omp_set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before[0])
+            faiss.omp_set_num_threads(before[1])
+
     def encode(self, queries: list[str]):
         """L2-normalised float32 ``[Q, D]`` query embeddings."""
         torch = self._torch
         ids, _ = self.tokenizer(queries)
-        with torch.inference_mode():
+        with self._threads(), torch.inference_mode():
             feats = self.model.encode_text(ids.to(self.device)).float()
             return torch.nn.functional.normalize(feats, dim=-1).cpu().numpy()
 
@@ -171,13 +206,13 @@ class Searcher:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise C4CError("-k must be at least 1")
         q = self.encode(list(queries))
-        one_per_row = len(set(self.index.rows.row_video.tolist())) == self.count
-        fetch = min(self.count, k if one_per_row else max(4 * k, k + 16))
+        fetch = min(self.count, k if self._one_row_per_video else max(4 * k, k + 16))
         limit = self.count if not self.index.on_gpu else min(self.count, 2048)
         results: list[list[Moment] | None] = [None] * len(queries)
         todo = list(range(len(queries)))
         while todo:
-            scores, rows = self.index.search_rows(q[todo], fetch)
+            with self._threads():
+                scores, rows = self.index.search_rows(q[todo], fetch)
             again = []
             for j, i in enumerate(todo):
                 moments = group_hits(self.index.rows, scores[j], rows[j], k, group)
@@ -222,6 +257,15 @@ class Searcher:
         for store in self._stores.values():
             store.close()
         self._stores = {}
+
+
+def _text_tower_to(clip, dtype) -> None:
+    """Cast the parts of CLIP that encode text to ``dtype`` (the image tower is left as it is)."""
+    for module in (clip.transformer, clip.token_embedding, clip.ln_final):
+        module.to(dtype)
+    for name in ("positional_embedding", "text_projection"):
+        param = getattr(clip, name)
+        param.data = param.data.to(dtype)
 
 
 TextSearcher = Searcher  # the earlier name
