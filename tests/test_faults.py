@@ -534,8 +534,8 @@ def _(ws):
         lost = False
     except (C4CError, TypeError):
         lost = True
-    # exit 2: the training commands print every C4CError with status 2 (c4c/cli/app.py)
-    verdict = judge(ran, rc=2, says=("checkpoints/step-", "no space left on device", "resume with --resume"),
+    # exit 1: a full disk is the machine's fault, not the input's (DiskFull.exit_code, c4c/cli/app.py)
+    verdict = judge(ran, rc=1, says=("checkpoints/step-", "no space left on device", "resume with --resume"),
                     lost=lost)
     if verdict.kind == CLEAR and (leftovers or not names_kept):
         return Verdict(UNCLEAR, lost, f"temp folders {leftovers}; previous checkpoint named: {names_kept}; {said}")
