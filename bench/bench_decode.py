@@ -70,8 +70,8 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=16)
     ap.add_argument("--clip-seconds", type=float, default=8.0)
     ap.add_argument("--fps", type=float, default=4.0, help="frames stored per second of video")
-    ap.add_argument("--seconds", type=float, default=2.0, help="timing per decoder per round")
-    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median is reported")
+    ap.add_argument("--seconds", type=float, default=0.5, help="timing per decoder per round")
+    ap.add_argument("--rounds", type=int, default=30, help="alternating rounds (see the table's note)")
     ap.add_argument("--batch", type=int, default=128, help="frames per decode call (one GPU batch)")
     args = ap.parse_args()
 
@@ -114,25 +114,29 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, fn in decoders.items():
             samples[name].append(rate(fn, rows, args.seconds))
-    base = float(np.median(samples["pillow"]))
+    # A shared machine only ever slows a round down: the fastest round is the one-core figure, and the
+    # ratio to Pillow is the median over rounds of the two measured back to back.
     table = []
     for name in decoders:
-        fps = float(np.median(samples[name]))
+        fps = float(np.max(samples[name]))
+        ratio = float(np.median(np.array(samples[name]) / np.array(samples["pillow"])))
         diff = int(np.abs(pixels[name].astype(np.int16) - ref.astype(np.int16)).max())
-        table.append({"decoder": name, "frames_per_s": fps, "vs_pillow": fps / base, "max_abs_diff": diff,
-                      "samples": samples[name]})
+        table.append({"decoder": name, "frames_per_s": fps, "median_frames_per_s": float(np.median(samples[name])),
+                      "vs_pillow": ratio, "max_abs_diff": diff, "samples": samples[name]})
     for name, why in skipped.items():
         table.append({"decoder": name, "frames_per_s": None, "vs_pillow": None, "max_abs_diff": None,
                       "note": why})
 
     print(f"{len(rows)} stored frames, 224 px JPEG q95 4:4:4, mean {np.mean([r.size for r in rows]):,.0f} bytes; "
-          f"one thread, median of {args.rounds} rounds of {args.seconds:g} s")
-    print(f"{'decoder':28s} {'frames/s':>10s} {'x Pillow':>9s} {'max |diff|':>10s}")
+          f"one thread, {args.rounds} alternating rounds of {args.seconds:g} s")
+    print("frames/s: the fastest round (least disturbed by other work); x Pillow: median ratio of rounds back to back")
+    print(f"{'decoder':28s} {'frames/s':>10s} {'median':>8s} {'x Pillow':>9s} {'max |diff|':>10s}")
     for row in table:
         if row["frames_per_s"] is None:
             print(f"{row['decoder']:28s} {row['note']}")
         else:
-            print(f"{row['decoder']:28s} {row['frames_per_s']:10,.0f} {row['vs_pillow']:9.2f} {row['max_abs_diff']:10d}")
+            print(f"{row['decoder']:28s} {row['frames_per_s']:10,.0f} {row['median_frames_per_s']:8,.0f} "
+                  f"{row['vs_pillow']:9.2f} {row['max_abs_diff']:10d}")
 
     import PIL
     import torchvision
