@@ -105,3 +105,14 @@ def test_frame_decoder_uses_the_gpu_only_for_a_cuda_model():
     assert jpeg.frame_decoder("auto", "cuda:0") == expected
     with pytest.raises(ValueError, match="unknown frame decoder"):
         jpeg.frame_decoder("gpu", "cuda")
+
+
+def test_cuda_decode_within_one_level_of_pillow(jpeg_store):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available() or not jpeg.torchvision_decoder_available():
+        pytest.skip("needs CUDA and torchvision.io.decode_jpeg (nvJPEG)")
+    _, stored = jpeg_store
+    rows = stored["a"] + stored["b"]
+    frames = jpeg.decode_jpegs_torch(rows, "cuda")
+    assert frames.is_cuda and tuple(frames.shape) == (12, SIZE, SIZE, 3)
+    assert _max_diff(frames.cpu().numpy(), jpeg.decode_jpegs(rows, "pillow")) <= 1
