@@ -98,6 +98,7 @@ TRAINING: dict[str, object] = {
     "workers": Workers,
     "device": Device,
     "skip_missing": SkipMissing,
+    "overwrite": Overwrite,
     "resume": _opt(bool, "Continue the run in --out where it stopped, with its saved settings.", LOOP),
     "save_every": _opt(int, "Also checkpoint every N optimiser steps (0: epoch ends only).", LOOP),
     "keep_checkpoints": _opt(int, "Step checkpoints kept (the newest).", LOOP),

@@ -7,12 +7,15 @@ from typing import Annotated, List, Optional
 import typer
 
 from c4c import choices
+from c4c.stages.caption import GenerateConfig
+from c4c.stages.encode import EncodeConfig
 from c4c.cli import options as opt
 from c4c.cli import ui
 
 METRIC_COLUMNS = ("R@1", "R@5", "R@10", "R@50", "MdR", "MnR")
 
 
+@opt.with_settings(EncodeConfig, ("device", "amp", "workers", "skip_missing", "overwrite"))
 def encode_cmd(
     frames: opt.Frames,
     out: Annotated[Path, typer.Option("--out", "-o", help="Embedding file to write (EMB.h5).")],
@@ -34,12 +37,8 @@ def encode_cmd(
         help="Which frames a longer video keeps [default: as the run was trained].")] = None,
     fps: Annotated[Optional[float], typer.Option(help="Thin stored frames to this rate [default: as the run].")] = None,
     batch_size: Annotated[int, typer.Option(help="Texts or videos per batch.")] = 64,
-    device: opt.Device = "auto",
-    amp: opt.Amp = "auto",
-    workers: opt.Workers = 2,
-    skip_missing: opt.SkipMissing = False,
-    overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
+    **settings,
 ) -> None:
     """Encode texts and videos with a trained run, or zero-shot CLIP, into EMB.h5 (resumes if interrupted).
 
@@ -66,8 +65,7 @@ def encode_cmd(
                               dataset_options=dataset_options(dataset, msrvtt_train, activitynet_val2=activitynet_val2),
                               checkpoint=checkpoint,
                               max_words=max_words, max_frames=max_frames, sampling=sampling, fps=fps,
-                              batch_size=batch_size, device=device, amp=amp, workers=workers,
-                              skip_missing=skip_missing, overwrite=overwrite)
+                              batch_size=batch_size, **settings)
     with ui.progress(quiet, "items") as bar:
         tasks: dict[str, int] = {}
 
@@ -365,6 +363,7 @@ def search_cmd(
         ui.console().print(table)
 
 
+@opt.with_settings(GenerateConfig, ("amp", "device", "workers", "skip_missing"))
 def caption_generate_cmd(
     run: Annotated[Path, typer.Option("--run", help="Run folder of `c4c caption train`.")],
     frames: opt.Frames,
@@ -380,11 +379,8 @@ def caption_generate_cmd(
         help="Length penalty exponent: score = log p / ((5 + len) / 6)^alpha (0: none).")] = choices.DEFAULT_ALPHA,
     batch_size: Annotated[int, typer.Option(help="Videos decoded together (each with --beam rows).")] = 32,
     checkpoint: opt.Checkpoint = "best",
-    amp: opt.Amp = "auto",
-    device: opt.Device = "auto",
-    workers: opt.Workers = 2,
-    skip_missing: opt.SkipMissing = False,
     quiet: opt.Quiet = False,
+    **settings,
 ) -> None:
     """Caption videos with a trained caption run: beam search (or greedy with --beam 1), batched.
 
@@ -407,7 +403,7 @@ def caption_generate_cmd(
     cfg = caption.GenerateConfig(run=run, frames=frames, out=out, dataset=dataset, ann=ann, split=split,
                                  dataset_options=dataset_options(dataset, msrvtt_train, task="caption"), beam=beam,
                                  max_len=max_len, alpha=alpha, batch_size=batch_size, checkpoint=checkpoint,
-                                 amp=amp, device=device, workers=workers, skip_missing=skip_missing)
+                                 **settings)
     with ui.progress(quiet, "videos") as bar:
         state = {"task": None}
 

@@ -212,3 +212,23 @@ def settings_from(manifest: dict) -> IndexSettings:
     """The settings an index was built with, from its manifest (unknown keys of other versions ignored)."""
     known = {f.name for f in fields(IndexSettings)}
     return IndexSettings(**{k: v for k, v in manifest["settings"].items() if k in known})
+
+
+def index_meta(emb, emb_path: Path | None) -> dict:
+    """The manifest ``meta`` of an index of ``emb`` (an :class:`~c4c.data.embeddings.Embeddings`)."""
+    source = emb.model_source
+    return {"emb": str(Path(emb_path).resolve()) if emb_path else None, "run": emb.attrs.get("run") or None,
+            "checkpoint": emb.attrs.get("checkpoint") or None, "sim": emb.sim, "clip": emb.attrs.get("clip"),
+            "max_words": emb.settings.get("max_words", 32), "frames": emb.attrs.get("frames"),
+            "model": source.as_dict() if source else None,
+            "model_fingerprint": source.fingerprint if source else None,
+            "window": float(emb.attrs.get("window") or 0.0) or None,
+            "stride": float(emb.attrs.get("stride") or 0.0) or None}
+
+
+def settings_of(kind: str, params: dict) -> IndexSettings:
+    """The index settings of ``--kind`` and ``--param`` values; an unknown parameter is a user error."""
+    try:
+        return IndexSettings(kind=kind, **params)
+    except TypeError as exc:
+        raise C4CError(f"unknown index parameter: {exc}") from None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from c4c.export import sha256_file
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,6 @@ WEIGHTS_FILE = "model.safetensors"   # the weights of a checkpoint folder (c4c.t
 _SPEC_KEYS = ("clip", "pretrained", "activation", "clip_fp16", "sim", "patch", "temporal_layers")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_digest(path: str | Path, known: dict | None = None) -> dict:
     """``{"file", "size", "mtime_ns", "sha256"}`` of ``path``; the sha256 of ``known`` is reused when its
     size and modification time still match (hashing a ViT-B/32 checkpoint takes about a second)."""
@@ -55,7 +48,7 @@ def file_digest(path: str | Path, known: dict | None = None) -> dict:
         raise C4CError("weights file not found", path=path) from None
     if known and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns and known.get("sha256"):
         return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": known["sha256"]}
-    return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(path)}
+    return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
 
 
 @dataclass(frozen=True)

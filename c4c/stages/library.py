@@ -224,7 +224,7 @@ def update(cfg: LibraryConfig, on_event: Callable[[dict], None] | None = None) -
     if state is None and out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
         raise C4CError("folder is not empty and is not a c4c library", path=out, hint="choose a new or empty folder")
     settings = _settings(cfg, state)
-    from c4c.stages.search import settings_of
+    from c4c.search.index_dir import settings_of
 
     settings_of(settings["kind"], settings["params"])  # unknown parameters fail before any work
     result = LibraryResult(out=out)
@@ -350,7 +350,7 @@ def _build_index(out: Path, state: dict) -> int:
     from c4c.data.embeddings import Embeddings
     from c4c.search.index import VectorIndex
     from c4c.search.moments import RowTable
-    from c4c.stages.search import index_meta, settings_of
+    from c4c.search.index_dir import index_meta, settings_of
 
     target = index_dir(out)
     by_part: dict[str, set[str]] = {}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.errors import C4CError
+from c4c.search.index_dir import index_meta, settings_of
 from c4c.search.moments import Moment
 
 log = logging.getLogger(__name__)
@@ -45,27 +46,6 @@ class IndexResult:
     dim: int
     seconds: float
     videos: int = 0                      # distinct videos
-
-
-def index_meta(emb, emb_path: Path | None) -> dict:
-    """The manifest ``meta`` of an index of ``emb`` (an :class:`~c4c.data.embeddings.Embeddings`)."""
-    source = emb.model_source
-    return {"emb": str(Path(emb_path).resolve()) if emb_path else None, "run": emb.attrs.get("run") or None,
-            "checkpoint": emb.attrs.get("checkpoint") or None, "sim": emb.sim, "clip": emb.attrs.get("clip"),
-            "max_words": emb.settings.get("max_words", 32), "frames": emb.attrs.get("frames"),
-            "model": source.as_dict() if source else None,
-            "model_fingerprint": source.fingerprint if source else None,
-            "window": float(emb.attrs.get("window") or 0.0) or None,
-            "stride": float(emb.attrs.get("stride") or 0.0) or None}
-
-
-def settings_of(kind: str, params: dict):
-    from c4c.search.index import IndexSettings
-
-    try:
-        return IndexSettings(kind=kind, **params)
-    except TypeError as exc:
-        raise C4CError(f"unknown index parameter: {exc}") from None
 
 
 def build(cfg: IndexConfig, progress: Callable | None = None) -> IndexResult:
