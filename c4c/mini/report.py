@@ -1,4 +1,7 @@
-"""The markdown report of a mini run: one section per question with its setup, a table (mean ± std over
+"""(Over 450 lines on purpose: one answer-writer per question, each next to the table it reads, so an
+answer can be checked against its numbers in one place.)
+
+The markdown report of a mini run: one section per question with its setup, a table (mean ± std over
 seeds, per-seed values), charts (PNG files next to the report) and a one-sentence answer worked out from
 the numbers.
 

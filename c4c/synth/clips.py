@@ -1,5 +1,7 @@
 """Synthetic captioned videos: one coloured shape moving on a dark background.
 
+(About 450 lines: the plan, the captions and the renderer of one kind of clip belong together.)
+
 Each video shows a ``circle``, ``square`` or ``triangle`` in one of six colours making one or two
 straight moves (``left``, ``right``, ``up``, ``down``; two moves are always perpendicular). Captions
 name the colour, the shape and the moves in order ("a red circle moves left then up").

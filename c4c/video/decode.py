@@ -1,5 +1,8 @@
 """Decode a video with ffmpeg and sample frames at a fixed rate, resized and centre-cropped.
 
+(Over 450 lines on purpose: both readers share one ffmpeg invocation, its log parsing and its
+failure reasons; split apart, each half would need the other's internals.)
+
 Two readers (:data:`READERS`):
 
 * ``c4c`` (default): one ffmpeg process per video decodes every frame once (no seeking), keeps the
