@@ -176,3 +176,39 @@ def test_a_merge_that_would_not_fit_is_refused_before_it_starts(tmp_path, monkey
         staging.merge_parts(path, staging.list_parts(parts))
     assert path.read_bytes() == before and len(staging.list_parts(parts)) == 1
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def _damage_frames(part, video_id: str) -> None:
+    with h5py.File(part, "r+") as f:
+        data = f[f"videos/{video_id}/frames"]
+        data[0] = 255 - data[0]
+
+
+def test_parts_of_an_earlier_run_are_read_back_but_this_runs_are_trusted(tmp_path):
+    settings = layout.StoreSettings(fps=1.0, size=8, codec="raw")
+    path = tmp_path / "frames.h5"
+    layout.create_store(path, settings)
+    parts = staging.parts_dir_for(path)
+    old = staging.write_part(parts, "old", _sample(3, seed=1), settings, "/src/old.mp4")
+    new = staging.write_part(parts, "new", _sample(3, seed=2), settings, "/src/new.mp4")
+    _damage_frames(old, "old")  # damaged after an earlier run wrote it: found and dropped
+    _damage_frames(new, "new")  # "written by this run": not read back (the reader's checksums still catch it)
+    listed = staging.list_parts(parts, {"new": new})
+    assert listed == {"old": old, "new": new}
+    assert staging.merge_parts(path, listed, trusted={"new"}) == 1
+    with store.FrameStore(path) as fs:
+        assert fs.ids() == ["new"]
+        with pytest.raises(C4CError, match="checksum"):
+            fs.read("new")
+
+
+@pytest.mark.parametrize("lengths", [[7], [5, 5, 5], [3, 9, 4]])
+def test_jpeg_rows_of_any_lengths_are_stored_whole(tmp_path, lengths):
+    settings = layout.StoreSettings(fps=1.0, size=8, codec="jpeg")
+    rows = [bytes(range(i, i + n)) for i, n in enumerate(lengths)]
+    sample = SampledVideo(frames=rows, timestamps=np.arange(len(rows), dtype=np.float32),
+                          info=VideoInfo(duration=3.0, fps=30.0, width=8, height=8))
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        layout.write_video(f.create_group("v"), sample, settings, "/src/v.mp4")
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        assert [bytes(r) for r in f["v/frames"][()]] == rows

@@ -82,7 +82,9 @@ def extract_cmd(
     reference_reader: Annotated[bool, typer.Option(
         help="Frames exactly as the paper's code reads them: frame numbers k x int(source fps) (29.97 fps: 0, 29, "
              "58, ...) and OpenCV + PIL bicubic pixels (the store records it; about 1.2-1.8x the decode time).")] = False,
-    ffmpeg_threads: Annotated[int, typer.Option(help="Decoder threads per ffmpeg process; 0 = ffmpeg's own choice.")] = 0,
+    ffmpeg_threads: Annotated[int, typer.Option(
+        help="Decoder threads per ffmpeg process; 0 = the CPUs shared out among the processes running at once "
+             "(1 each when -j is the CPU count; all of them for a single long video).")] = 0,
     commit_every: Annotated[int, typer.Option(
         help="Also merge finished videos into OUT after this many (0: at the end; finished videos are kept in "
              "OUT.parts/ until then, so a killed run loses none).")] = 0,

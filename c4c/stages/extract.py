@@ -60,7 +60,7 @@ class ExtractConfig:
     jpeg_quality: int = 95
     reference_reader: bool = False    # the paper's frame numbers (integer fps) and pixels (OpenCV + PIL)
     workers: int = 2                  # ffmpeg decoding processes running at once
-    ffmpeg_threads: int = 0           # decoder threads per ffmpeg process; 0: ffmpeg's own choice
+    ffmpeg_threads: int = 0           # decoder threads per ffmpeg process; 0: CPUs // busy processes
     commit_every: int = 0             # also merge into the store after this many videos; 0: at the end
     batch: int = 8                    # small files decoded together by one ffmpeg process (1: never)
     batch_max_bytes: int = 256_000    # files at least this large get a process of their own
@@ -355,6 +355,7 @@ def _extract_pending(config: ExtractConfig, settings: layout.StoreSettings, pend
                      on_video: Callable[[Outcome], None] | None) -> None:
     """Decode ``pending`` into the parts folders of their stores, merging as configured."""
     unmerged: dict[Path, dict[str, Path]] = {}
+    written: dict[Path, dict[str, Path]] = {}  # parts this run wrote: merged without reading them back
 
     def record(outcome: Outcome) -> None:
         if outcome.ok:
@@ -365,9 +366,10 @@ def _extract_pending(config: ExtractConfig, settings: layout.StoreSettings, pend
                 result.with_decode_errors.append(outcome.video_id)
             target = target_of(outcome.video_id)
             waiting = unmerged.setdefault(target, {})
-            waiting[outcome.video_id] = staging.part_path(staging.parts_dir_for(target), outcome.video_id)
+            part = staging.part_path(staging.parts_dir_for(target), outcome.video_id)
+            waiting[outcome.video_id] = written.setdefault(target, {})[outcome.video_id] = part
             if config.commit_every and len(waiting) >= config.commit_every:
-                staging.merge_parts(target, dict(waiting))
+                staging.merge_parts(target, dict(waiting), trusted=waiting.keys())
                 waiting.clear()
         else:
             result.failed.append(Failure(outcome.video_id, outcome.path, outcome.reason))
@@ -390,7 +392,8 @@ def _extract_pending(config: ExtractConfig, settings: layout.StoreSettings, pend
         for target in targets:
             parts_dir = staging.parts_dir_for(target)
             try:
-                staging.merge_parts(target, staging.list_parts(parts_dir))
+                ours = written.get(target, {})
+                staging.merge_parts(target, staging.list_parts(parts_dir, ours), trusted=ours.keys())
             except DiskFull as exc:
                 if not kept:  # name the first store that could not take its videos
                     full = exc

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from c4c.atomic import TEMP_MARK, atomic_path, disk_full_is_an_error, ensure_space, write_bytes
@@ -72,16 +73,23 @@ def write_part(parts_dir: Path, video_id: str, sample, settings: StoreSettings, 
     return final
 
 
-def list_parts(parts_dir: Path) -> dict[str, Path]:
-    """Finished parts by video id; removes leftovers of interrupted writes and unreadable parts."""
+def list_parts(parts_dir: Path, known: Mapping[str, Path] | None = None) -> dict[str, Path]:
+    """Finished parts by video id; removes leftovers of interrupted writes and unreadable parts.
+
+    ``known``: parts this process wrote (video id -> path); those are taken without opening them.
+    """
     found: dict[str, Path] = {}
     if not parts_dir.is_dir():
         return found
+    id_of = {path.name: vid for vid, path in (known or {}).items()}
     for p in sorted(parts_dir.iterdir()):
         if TEMP_MARK in p.name:
             p.unlink(missing_ok=True)
             continue
         if p.suffix != ".h5":
+            continue
+        if p.name in id_of:
+            found[id_of[p.name]] = p
             continue
         try:
             with open_h5(p) as f:
@@ -125,18 +133,22 @@ def _usable_part(path: Path, video_id: str, settings: StoreSettings) -> bool:
     return False
 
 
-def merge_parts(store_path: Path, parts: dict[str, Path]) -> int:
+def merge_parts(store_path: Path, parts: dict[str, Path], trusted: Collection[str] = ()) -> int:
     """Move staged parts into the store with one atomic replace; return how many videos were added.
 
     Parts of videos already in the store (left by a run killed after its last merge) are dropped, and
-    damaged ones too (their videos are extracted again). :class:`c4c.atomic.DiskFull` when the copy
-    would not fit: checked before it starts; the store and the parts are left as they were.
+    damaged ones too (their videos are extracted again): every part is read back against its checksums
+    except those of ``trusted`` videos, which this process wrote from memory in this run.
+    :class:`c4c.atomic.DiskFull` when the copy would not fit: checked before it starts; the store and the
+    parts are left as they were.
     """
     if not parts:
         return 0
     settings = read_settings(store_path)
     present = stored_ids(store_path)
-    fresh = {vid: p for vid, p in parts.items() if vid not in present and _usable_part(p, vid, settings)}
+    trusted = frozenset(trusted)
+    fresh = {vid: p for vid, p in parts.items()
+             if vid not in present and (vid in trusted or _usable_part(p, vid, settings))}
     if fresh:
         hint = (f"{count_videos(len(fresh))} finished and kept in {parts_dir_for(store_path)}/; free space and "
                 "re-run to merge")

@@ -5,11 +5,20 @@ thread per worker keeps that many ffmpeg processes busy (:func:`run_units`), and
 is written to its own part file (:mod:`c4c.video.staging`) for the stage to merge. A video that
 cannot be decoded or written becomes a failed :class:`Outcome`; it never stops the others. A full disk
 is not the video's fault: :class:`c4c.atomic.DiskFull` stops the run (every finished part is kept).
+
+Decoder threads (:class:`ThreadPlan`): ffmpeg's own choice is about one frame thread per CPU for *each*
+process, so ``workers`` processes on as many CPUs run ``workers`` times more threads than CPUs, and
+frame threading costs CPU time (about 20 % more per 320x240 file than one thread, bench/README.md).
+By default every process therefore gets ``CPUs // busy`` threads, ``busy`` being how many processes
+run at once while it starts: one thread each while all workers are busy, more for the last units,
+and all CPUs for a run of one long video.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,16 +120,50 @@ def work_units(jobs: list[Job], batch: int, max_bytes: int, workers: int = 1,
     return units
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class ThreadPlan:
+    """Decoder threads for each unit as it starts: ``fixed`` when given (> 0), otherwise
+    ``max(1, cpus // busy)`` with ``busy = min(workers, units not yet started + this one)``."""
+
+    def __init__(self, units: int, workers: int, fixed: int = 0, cpus: int | None = None) -> None:
+        self.units, self.workers, self.fixed = units, max(1, workers), fixed
+        self.cpus = cpus if cpus is not None else usable_cpus()
+        self._started = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        """Threads for the unit starting now (called once per unit, from any worker thread)."""
+        with self._lock:
+            left = self.units - self._started
+            self._started += 1
+        if self.fixed > 0:
+            return self.fixed
+        return max(1, self.cpus // max(1, min(self.workers, left)))
+
+
 def run_units(tasks: list[tuple[Unit, Path]], settings: StoreSettings, threads: int, workers: int,
               record: Callable[[Outcome], None]) -> None:
     """Decode every unit into its parts folder, calling ``record`` with each video's outcome as it ends.
 
     ``tasks``: (unit, the parts folder its videos are staged in). ``workers`` ffmpeg processes run at
-    once (one per thread; at most 2 x workers units are queued), each with ``threads`` decoder threads.
+    once (one per thread; at most 2 x workers units are queued), each with ``threads`` decoder threads
+    (0: as :class:`ThreadPlan` decides).
     """
+    plan = ThreadPlan(len(tasks), workers if len(tasks) > 1 else 1, threads)
+
+    def one(unit: Unit, parts_dir: Path) -> list[Outcome]:
+        return extract_unit(unit, str(parts_dir), settings, plan.next())
+
     if workers == 1 or len(tasks) <= 1:
         for unit, parts_dir in tasks:
-            for outcome in extract_unit(unit, str(parts_dir), settings, threads):
+            for outcome in one(unit, parts_dir):
                 record(outcome)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract") as pool:
@@ -133,7 +176,7 @@ def run_units(tasks: list[tuple[Unit, Path]], settings: StoreSettings, threads: 
                     if task is None:
                         break
                     unit, parts_dir = task
-                    running.add(pool.submit(extract_unit, unit, str(parts_dir), settings, threads))
+                    running.add(pool.submit(one, unit, parts_dir))
                 if not running:
                     break
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
