@@ -12,6 +12,7 @@ from typing import Literal, get_args
 Sim = Literal["meanP", "seqLSTM", "seqTransf", "tightTransf"]
 Patch = Literal["2d", "3d"]
 Amp = Literal["auto", "bf16", "fp16", "none"]
+FrameDecoder = Literal["auto", "cpu", "cuda"]  # where stored JPEG frames are decoded in training
 Schedule = Literal["cosine", "reference-cosine", "reference-linear", "constant"]
 Optimizer = Literal["adamw", "bertadam"]
 Sampling = Literal["head", "tail", "uniform"]

@@ -413,3 +413,18 @@ def test_two_processes_pretrain_like_one_with_the_same_global_batch(howto, howto
         losses[name] = [x["loss"] for x in lines if x["event"] == "step"]
     assert len(losses["single"]) == 3 and losses["single"] == pytest.approx(losses["ddp"], abs=1e-5)
     _assert_same_weights(_weights(tmp_path / "single"), _weights(tmp_path / "ddp"), atol=1e-5)
+
+
+def test_jpeg_items_decode_to_the_same_clips(howto, howto_frames):
+    pytest.importorskip("torchvision.io", reason="needs torchvision's JPEG decoder")
+    from c4c.data.device_frames import decode_batch
+    from c4c.data.video_text import collate
+
+    plain, packed = _clips(howto, howto_frames, max_frames=4, seed=3), _clips(howto, howto_frames, max_frames=4, seed=3)
+    packed.encoded_frames = True
+    items = range(len(plain))
+    expected = collate([plain[i] for i in items])
+    decoded = decode_batch(collate([packed[i] for i in items]), 32, "cpu")
+    assert set(decoded) == set(expected)
+    torch.testing.assert_close(decoded["video"], expected["video"], rtol=0, atol=1)
+    torch.testing.assert_close(decoded["video_mask"], expected["video_mask"])

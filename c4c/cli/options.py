@@ -97,6 +97,7 @@ TRAINING: dict[str, object] = {
     "seed": _opt(int, "Seed of every random choice (same seed, same run).", LOOP),
     "workers": Workers,
     "device": Device,
+    "frame_decoder": _opt(choices.FrameDecoder, "Where the JPEG frames of a training batch are decoded: cpu (in the loader's workers), cuda (one nvJPEG batch on the GPU, through torchvision) or auto (cuda when the model is on CUDA and torchvision's decoder is there).", LOOP),
     "skip_missing": SkipMissing,
     "overwrite": Overwrite,
     "resume": _opt(bool, "Continue the run in --out where it stopped, with its saved settings.", LOOP),
@@ -119,7 +120,7 @@ TRAINING: dict[str, object] = {
 MODEL_OPTIONS = ("sim", "clip", "pretrained", "activation", "init", "clip_fp16", "patch", "temporal_layers",
                  "freeze_layers")
 OPTIM_OPTIONS = ("lr", "coef_lr", "weight_decay", "warmup", "schedule", "optimizer", "grad_clip")
-LOOP_OPTIONS = ("batch_size", "grad_accum", "amp", "seed", "workers", "device", "skip_missing", "resume",
+LOOP_OPTIONS = ("batch_size", "grad_accum", "amp", "seed", "workers", "device", "frame_decoder", "skip_missing", "resume",
                 "save_every", "keep_checkpoints", "log_every", "max_steps", "report_to")
 CLIP_OPTIONS = ("max_words", "max_frames", "sampling")
 PAIR_OPTIONS = ("dataset", "ann", "frames", "out", "epochs", "fps", "train_order", "expand_sentences", "val_from_train", "allow_overlap",

@@ -200,6 +200,7 @@ class HowToClips(Dataset):
         self.rule = rule
         self.seed = int(seed)
         self.epoch = 0
+        self.encoded_frames = False  # True: items carry JPEG bytes, decoded on the device (device_frames)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -229,9 +230,21 @@ class HowToClips(Dataset):
             log.warning("video %r has no stored frames: its clip is empty (all-zero mask)", video_id)
         return torch.from_numpy(video), torch.from_numpy(mask)
 
+    def load_jpeg(self, video_id: str, start: float, end: float) -> dict[str, torch.Tensor]:
+        """The frames :meth:`load_frames` picks, still JPEG-encoded (:func:`c4c.data.device_frames.pack_rows`)."""
+        from c4c.data.device_frames import pack_rows
+
+        rows, _ = self.store.read_clip(video_id, lambda t: window_frames(
+            t, start, end, max_frames=self.max_frames, sampling=self.sampling), encoded=True)
+        data, lengths, mask = pack_rows(rows, self.max_frames)
+        return {"video_jpeg": data, "video_jpeg_lengths": lengths, "video_mask": mask}
+
     def __getitem__(self, index: int) -> dict:
         clip = self.clip(index)
-        video, video_mask = self.load_frames(clip.video_id, clip.start, clip.end)
+        if self.encoded_frames:
+            frames = self.load_jpeg(clip.video_id, clip.start, clip.end)
+        else:
+            video, video_mask = self.load_frames(clip.video_id, clip.start, clip.end)
+            frames = {"video": video, "video_mask": video_mask}
         ids, mask = self.tokenizer([clip.text])
-        return {"text_ids": ids[0], "text_mask": mask[0], "video": video, "video_mask": video_mask,
-                "index": index}
+        return {"text_ids": ids[0], "text_mask": mask[0], **frames, "index": index}

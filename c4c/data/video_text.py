@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from c4c.data.device_frames import JPEG_KEYS, collate_jpeg, pack_rows
 from c4c.data.frames import check_order, check_sampling, select_frames
 from c4c.data.text import CaptionTokenizer
 from c4c.datasets.records import VideoRecord
@@ -87,6 +88,17 @@ def load_clip(store: FrameStore, video_id: str, clip: ClipSpec, *, start: float 
     return torch.from_numpy(video), torch.from_numpy(mask)
 
 
+def load_clip_jpeg(store: FrameStore, video_id: str, clip: ClipSpec, *, start: float | None = None,
+                   end: float | None = None, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+    """The frames :func:`load_clip` picks, still JPEG-encoded: ``video_jpeg``, ``video_jpeg_lengths`` and
+    ``video_mask`` (:mod:`c4c.data.device_frames`; decoded on the model's device after batching)."""
+    idx = select_frames(store.timestamps(video_id), max_frames=clip.max_frames, sampling=clip.sampling,
+                        fps=clip.fps, start=start, end=end, order=clip.order, rng=rng)
+    rows = store.read(video_id, idx, encoded=True) if idx.size else []
+    data, lengths, mask = pack_rows(rows, clip.max_frames)
+    return {"video_jpeg": data, "video_jpeg_lengths": lengths, "video_mask": mask}
+
+
 def _caption_text(record: VideoRecord, paragraph: bool) -> list[str]:
     """The texts of a record: its captions, or one paragraph of them joined with single spaces."""
     if paragraph:
@@ -117,6 +129,7 @@ class TrainPairs(Dataset):
         self.paragraph = paragraph
         self.seed = int(seed)
         self.epoch = 0
+        self.encoded_frames = False  # True: items carry JPEG bytes, decoded on the device (device_frames)
         # (record index, caption index or -1 = drawn per epoch / the paragraph)
         self.items: list[tuple[int, int]] = []
         for r, record in enumerate(self.records):
@@ -152,10 +165,13 @@ class TrainPairs(Dataset):
         if j >= 0 and record.caption_times:
             start, end = record.caption_times[j]
         rng = _rng(self.seed, self.epoch, index, _FRAMES_STREAM) if self.clip.order == "shuffle" else None
-        video, video_mask = load_clip(self.store, record.video_id, self.clip, start=start, end=end, rng=rng)
+        if self.encoded_frames:
+            frames = load_clip_jpeg(self.store, record.video_id, self.clip, start=start, end=end, rng=rng)
+        else:
+            video, video_mask = load_clip(self.store, record.video_id, self.clip, start=start, end=end, rng=rng)
+            frames = {"video": video, "video_mask": video_mask}
         ids, mask = self.tokenizer([text])
-        return {"text_ids": ids[0], "text_mask": mask[0], "video": video, "video_mask": video_mask,
-                "index": index}
+        return {"text_ids": ids[0], "text_mask": mask[0], **frames, "index": index}
 
 
 class _TextItems(Dataset):
@@ -247,7 +263,9 @@ def collate(items: list[dict]) -> dict[str, torch.Tensor]:
     batch: dict[str, torch.Tensor] = {}
     for key in items[0]:
         values = [item[key] for item in items]
-        if isinstance(values[0], torch.Tensor):
+        if key in JPEG_KEYS:
+            batch[key] = collate_jpeg(values, key)
+        elif isinstance(values[0], torch.Tensor):
             batch[key] = torch.stack(values)
         elif key == "index" or isinstance(values[0], (int, np.integer)):
             batch[key] = torch.tensor([int(v) for v in values], dtype=torch.int64)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 
 from c4c.atomic import disk_full_is_an_error
+from c4c.data.device_frames import decode_batch
 from c4c.errors import C4CError, TrainingDiverged
 from c4c.train import checkpoint
 from c4c.train.distributed import DistInfo, all_reduce_mean, barrier
@@ -170,6 +171,7 @@ class Trainer:
         self.optimizer, self.scheduler = optimizer, scheduler
         self.dataset, self.sampler = dataset, sampler
         self.local_batch, self.collate, self.workers = local_batch, collate, workers
+        self.frame_size: int | None = None  # set: batches carry JPEG bytes, decoded on the device to this size
         self.config, self.run_dir, self.dist = config, Path(run_dir), dist_info
         self.step_fn, self.evaluate, self.after_step = step_fn, evaluate, after_step
         self.on_event = on_event or (lambda event: None)
@@ -247,6 +249,8 @@ class Trainer:
             self.wrapped.train()
             t_last, clips = time.perf_counter(), 0
             for batch in loader:
+                if self.frame_size is not None and "video_jpeg" in batch:
+                    batch = decode_batch(batch, self.frame_size, self.dist.device)
                 batch = {k: v.to(self.dist.device, non_blocking=True) for k, v in batch.items()}
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = self.step_fn(self.model, self.wrapped, batch, amp_ctx=self.amp_ctx, scaler=self.scaler,

@@ -49,6 +49,7 @@ class LoopSettings:
     seed: int = 42
     workers: int = 2                      # data-loader processes
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    frame_decoder: str = "auto"           # auto | cpu | cuda: where JPEG frames are decoded (cuda: nvJPEG batches)
     skip_missing: bool = False            # drop annotated videos missing from the frame store
     resume: bool = False                  # continue the run in ``out``
     save_every: int = 0                   # also checkpoint every N optimiser steps (0: epoch ends only)
@@ -87,7 +88,7 @@ class PairSettings:
 
 
 # Options that may differ when a run is resumed: they change how it runs, not what it computes.
-MAY_CHANGE_ON_RESUME = frozenset({"resume", "workers", "device", "max_steps", "save_every", "keep_checkpoints",
+MAY_CHANGE_ON_RESUME = frozenset({"resume", "workers", "device", "frame_decoder", "max_steps", "save_every", "keep_checkpoints",
                                   "log_every", "eval_batch_size", "out", "ann", "frames", "init", "pretrained",
                                   "report_to"})
 

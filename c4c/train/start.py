@@ -207,9 +207,28 @@ def make_trainer(cfg, start: RunStart, *, model, config: dict, dataset, sampler,
                       config=loop, run_dir=start.folder.path, dist_info=dist, step_fn=step_fn, evaluate=evaluate,
                       after_step=model.clamp_logit_scale, on_event=on_event, run_meta=run_meta)
     trainer.tracker = tracker
+    trainer.frame_size = _frames_on_device(cfg, dataset, dist.device)
     if start.resumed_from is not None:
         trainer.resume(start.resumed_from)
     return trainer
+
+
+def _frames_on_device(cfg, dataset, device: str) -> int | None:
+    """Decide where the training frames are decoded (``--frame-decoder``); when on the device, switch the
+    dataset to JPEG items and return the frame size the trainer decodes to, else None."""
+    from c4c.video.jpeg import frame_decoder
+
+    choice = getattr(cfg, "frame_decoder", "cpu")
+    store = getattr(dataset, "store", None)
+    if frame_decoder(choice, device) != "cuda":
+        return None
+    if not hasattr(dataset, "encoded_frames") or store is None or store.settings.codec != "jpeg":
+        why = "the frame store holds raw frames" if store is not None else f"{type(dataset).__name__} items are decoded in the loader"
+        (log.warning if choice == "cuda" else log.info)("frames are decoded on the CPU (%s)", why)
+        return None
+    dataset.encoded_frames = True
+    log.info("JPEG frames are decoded on %s in batches (nvJPEG)", device)
+    return int(store.settings.size)
 
 
 def fit(trainer):

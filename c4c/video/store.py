@@ -248,30 +248,40 @@ class FrameStore:
     def num_frames(self, video_id: str) -> int:
         return int(self._datasets(video_id)[1].shape[0])
 
-    def read(self, video_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
-        """uint8 ``[n, size, size, 3]`` RGB frames (all, or those at ``indices``, in that order)."""
-        ds, ts, crc, where = self._datasets(video_id)
-        return self._read(video_id, ds, crc, int(ts.shape[0]), indices, where)
+    def read(self, video_id: str, indices: Sequence[int] | None = None, *, encoded: bool = False):
+        """uint8 ``[n, size, size, 3]`` RGB frames (all, or those at ``indices``, in that order).
 
-    def read_clip(self, video_id: str,
-                  choose: Callable[[np.ndarray], Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        ``encoded`` (JPEG stores only): the stored JPEG bytes instead, checked against their checksums,
+        as a list of n 1-D uint8 arrays (for decoding later, on a GPU: :mod:`c4c.data.device_frames`).
+        """
+        ds, ts, crc, where = self._datasets(video_id)
+        return self._read(video_id, ds, crc, int(ts.shape[0]), indices, where, encoded)
+
+    def read_clip(self, video_id: str, choose: Callable[[np.ndarray], Sequence[int]], *,
+                  encoded: bool = False) -> tuple:
         """Frames chosen from a video's timestamps in one visit: ``choose(timestamps float32 [T])`` gives
-        the indices; returns ``(frames uint8 [n, size, size, 3], indices int64 [n])``."""
+        the indices; returns ``(frames uint8 [n, size, size, 3], indices int64 [n])`` (``encoded``: the
+        JPEG bytes, as :meth:`read`)."""
         ds, ts, crc, where = self._datasets(video_id)
         idx = np.asarray(choose(self._timestamps(video_id, ts, where)), dtype=np.int64).reshape(-1)
-        return self._read(video_id, ds, crc, int(ts.shape[0]), idx, where), idx
+        return self._read(video_id, ds, crc, int(ts.shape[0]), idx, where, encoded), idx
 
-    def _read(self, video_id: str, ds, crc, t: int, indices, where: Path) -> np.ndarray:
+    def _read(self, video_id: str, ds, crc, t: int, indices, where: Path, encoded: bool = False):
+        if encoded and self.settings.codec != "jpeg":
+            raise C4CError("frames can only be decoded on the GPU from a JPEG store; this one holds raw frames",
+                           path=where, hint="use --frame-decoder cpu, or extract with --codec jpeg")
         idx = list(range(t)) if indices is None else [int(i) for i in indices]
         if any(i < 0 or i >= t for i in idx):
             raise IndexError(f"frame index out of range 0..{t - 1} for video {video_id!r}")
         size = self.settings.size
         if not idx:
-            return np.zeros((0, size, size, 3), np.uint8)
+            return [] if encoded else np.zeros((0, size, size, 3), np.uint8)
         try:
             rows = _read_rows(ds, idx)
             if crc is not None:
                 check_frames(video_id, rows, crc[()], idx, where)
+            if encoded:
+                return list(rows)
             frames = rows if self.settings.codec == "raw" else decode_jpegs(rows)
         except C4CError:
             raise
