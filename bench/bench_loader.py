@@ -6,7 +6,12 @@ model's consumption is the c4c meanP step of bench_train_step.py recorded in
 ``bench/results/train_step_cpu_none.json`` (batch 4 x 12 frames, no padding, 2 threads), not re-measured
 here; the GPU step (batch 128 x 12 on CUDA) is not measured without a GPU and its command is printed.
 
-Usage: OMP_NUM_THREADS=1 python bench/bench_loader.py [--workers 0,1,2] [--batch 32] [--epochs 4]
+Decoder ``after-batch`` is ``--frame-decoder cuda``'s path: the workers hand out JPEG bytes and each batch
+is decoded in the main process on ``--device`` (nvJPEG on cuda; torchvision's CPU decoder on cpu), as the
+trainer does.
+
+Usage: OMP_NUM_THREADS=1 python bench/bench_loader.py [--workers 0,1,2] [--decoders pillow,simplejpeg,after-batch]
+       [--device cpu|cuda] [--batch 32] [--epochs 4]
 Prints a table with the ratio loader / step and writes bench/results/loader.json.
 """
 
@@ -42,7 +47,7 @@ def cpu_step_frames_per_s() -> tuple[float, dict]:
                           "machine": rec["machine"]}
 
 
-def loader_rate(workers: int, decoder: str, batch: int, epochs: int) -> dict:
+def loader_rate(workers: int, decoder: str, batch: int, epochs: int, device: str = "cpu") -> dict:
     """Real frames/s of finetune's training DataLoader: the fastest of ``epochs`` epochs (each epoch's first
     batch not timed: it includes starting the workers)."""
     import torch
@@ -53,13 +58,17 @@ def loader_rate(workers: int, decoder: str, batch: int, epochs: int) -> dict:
     from c4c.video import jpeg
     from c4c.video.store import FrameStore
 
+    from c4c.data.device_frames import decode_batch
+
+    after_batch = decoder == "after-batch"
     jpeg._simplejpeg = False if decoder == "pillow" else None  # workers fork after this: they inherit it
-    if jpeg.cpu_decoder("auto") != decoder:
+    if not after_batch and jpeg.cpu_decoder("auto") != decoder:
         raise SystemExit(f"decoder {decoder} is not available")
     store = FrameStore(next(WORK.glob("frames_*.h5")))
     records = [VideoRecord(video_id=v, captions=[f"clip {v} caption {k}" for k in range(16)], split="train")
                for v in store.ids()]
     data = TrainPairs(records, store, CaptionTokenizer(32), ClipSpec(max_frames=12), expand_sentences=True)
+    data.encoded_frames = after_batch
     rates = []  # frames/s of each epoch, its first batch (which starts the workers) not timed
     for epoch in range(epochs):
         data.set_epoch(epoch)
@@ -68,6 +77,10 @@ def loader_rate(workers: int, decoder: str, batch: int, epochs: int) -> dict:
                                              generator=torch.Generator().manual_seed(epoch))
         frames, t0 = 0, None
         for b in loader:
+            if after_batch:
+                b = decode_batch(b, store.settings.size, device)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
             if t0 is None:
                 t0 = time.perf_counter()
                 continue
@@ -75,13 +88,15 @@ def loader_rate(workers: int, decoder: str, batch: int, epochs: int) -> dict:
         rates.append(frames / (time.perf_counter() - t0))
     jpeg._simplejpeg = None
     # the machine may be shared: the fastest epoch is the least disturbed
-    return {"workers": workers, "decoder": decoder, "frames_per_s": max(rates), "epoch_frames_per_s": rates}
+    return {"workers": workers, "decoder": decoder + (f" ({device})" if after_batch else ""),
+            "frames_per_s": max(rates), "epoch_frames_per_s": rates}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", default="0,1,2")
-    ap.add_argument("--decoders", default="pillow,simplejpeg")
+    ap.add_argument("--decoders", default="pillow,simplejpeg,after-batch")
+    ap.add_argument("--device", default="cpu", help="where after-batch decodes (cuda: nvJPEG)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=4)
     args = ap.parse_args()
@@ -95,7 +110,7 @@ def main() -> None:
     rows = []
     for w in [int(x) for x in args.workers.split(",")]:
         for d in args.decoders.split(","):
-            row = loader_rate(w, d, args.batch, args.epochs)
+            row = loader_rate(w, d, args.batch, args.epochs, args.device)
             row["cpu_step_frames_per_s"] = step_fps
             row["loader_over_cpu_step"] = row["frames_per_s"] / step_fps
             row["loader_over_gpu_step"] = None
@@ -104,12 +119,12 @@ def main() -> None:
     print(f"model consumption, CPU: {step_fps:.1f} frames/s (recorded c4c meanP step, batch {step['batch']} x 12, "
           f"{step['seconds_per_step']:.2f} s, {step['source']})")
     print(f"model consumption, GPU (ViT-B/32, batch 128 x 12): not measured (no GPU): run `{GPU_STEP_COMMAND}`")
-    print(f"{'workers':>7s} {'decoder':>10s} {'loader frames/s':>15s} {'loader / CPU step':>17s} {'loader / GPU step':>17s}")
+    print(f"{'workers':>7s} {'decoder':>18s} {'loader frames/s':>15s} {'loader / CPU step':>17s} {'loader / GPU step':>17s}")
     for r in rows:
-        print(f"{r['workers']:7d} {r['decoder']:>10s} {r['frames_per_s']:15,.0f} {r['loader_over_cpu_step']:17.0f} "
+        print(f"{r['workers']:7d} {r['decoder']:>18s} {r['frames_per_s']:15,.0f} {r['loader_over_cpu_step']:17.0f} "
               f"{'not measured':>17s}")
     best = {d: max(r["frames_per_s"] / max(r["workers"], 1) for r in rows if r["decoder"] == d)
-            for d in args.decoders.split(",")}
+            for d in dict.fromkeys(r["decoder"] for r in rows)}
     need = {d: int(np.ceil(GPU_FRAMES_PER_S / v)) for d, v in best.items()}
     print("workers a GPU needs at ~1e4 frames/s consumed: "
           + ", ".join(f"{d} {need[d]} ({best[d]:,.0f} frames/s per worker)" for d in need))
