@@ -15,6 +15,7 @@ from c4c.cli import ui
 from c4c.stages.caption import CaptionTrainConfig
 from c4c.stages.finetune import FinetuneConfig
 from c4c.stages.pretrain import PretrainConfig
+from c4c.train.start import validate_settings
 
 RUN_OUT = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (or to continue with --resume).")]
 
@@ -92,6 +93,7 @@ def finetune_cmd(
         **settings, "select_on": select_on, "dataset_options": dataset_options(settings["dataset"], msrvtt_train,
                                                                      activitynet_val2=activitynet_val2)})
     cfg = FinetuneConfig(**opt.config_fields(FinetuneConfig, values))
+    validate_settings(cfg)  # every option checked before torch is imported
     _train(finetune.run, cfg, quiet, "c4c finetune", _retrieval_rows)
 
 
@@ -143,6 +145,7 @@ def pretrain_cmd(
         "min_words": min_words, "min_seconds": min_seconds, "max_seconds": max_seconds,
         "max_gap": max_gap})
     cfg = PretrainConfig(**opt.config_fields(PretrainConfig, values))
+    validate_settings(cfg)  # every option checked before torch is imported
 
     def rows(result) -> list:
         return [("run", str(result.run_dir)), ("videos", result.videos), ("steps", result.steps),
@@ -195,6 +198,7 @@ def caption_train_cmd(
         "retrieval_loss_weight": retrieval_loss_weight, "decoder_layers": decoder_layers,
         "decoder_heads": decoder_heads, "decoder_dropout": decoder_dropout})
     cfg = CaptionTrainConfig(**opt.config_fields(CaptionTrainConfig, values))
+    validate_settings(cfg)  # every option checked before torch is imported
 
     def rows(result) -> list:
         rows = [("run", str(result.run_dir)), ("steps", result.steps), ("seconds", f"{result.seconds:.1f}"),

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from c4c import option_rules as rules
+from c4c.option_rules import FRACTION, SEED, WORKERS, Rule, count, non_negative, positive
+
 
 @dataclass(kw_only=True)
 class ModelSettings:
@@ -91,6 +94,55 @@ class PairSettings:
 MAY_CHANGE_ON_RESUME = frozenset({"resume", "workers", "device", "frame_decoder", "max_steps", "save_every", "keep_checkpoints",
                                   "log_every", "eval_batch_size", "out", "ann", "frames", "init", "pretrained",
                                   "report_to"})
+
+
+# The numbers every training option takes (finite, in range), checked before anything is imported or
+# written (:func:`check_training_options`); pretrain's and caption train's own numbers included.
+RULES: dict[str, Rule] = {
+    "temporal_layers": count(1, 64),
+    "freeze_layers": count(-1, 1000),
+    "lr": non_negative(10.0),
+    "coef_lr": non_negative(1000.0),
+    "weight_decay": non_negative(100.0),
+    "warmup": FRACTION,
+    "grad_clip": non_negative(),
+    "epochs": count(1, 100_000),
+    "batch_size": count(1),
+    "grad_accum": count(1),
+    "seed": SEED,
+    "workers": WORKERS,
+    "save_every": count(0),
+    "keep_checkpoints": count(1, 100_000),
+    "log_every": count(1),
+    "max_steps": count(0),
+    "max_words": count(2, 77),            # SOT and EOT at least; CLIP's text context is 77
+    "max_frames": count(1, 1024),
+    "fps": rules.FPS,
+    "eval_batch_size": count(1),
+    # pretrain
+    "steps": count(1),
+    "min_words": count(1, 10_000),
+    "min_seconds": positive(rules.SECONDS.high),
+    "max_seconds": positive(rules.SECONDS.high),
+    "max_gap": non_negative(rules.SECONDS.high),
+    # caption train
+    "retrieval_loss_weight": non_negative(1000.0),
+    "decoder_layers": count(1, 64),
+    "decoder_heads": count(0, 1024),
+    "decoder_dropout": FRACTION,
+}
+
+
+def check_training_options(cfg) -> None:
+    """Every number of a training config finite, in range and consistent with the others (light: no torch)."""
+    rules.check_all(cfg, RULES)
+    batch, accum = getattr(cfg, "batch_size", None), getattr(cfg, "grad_accum", None)
+    if batch is not None and accum is not None:
+        rules.need(batch % accum == 0, f"--grad-accum {accum} does not divide --batch-size {batch}",
+                   hint="each optimiser step splits the batch into --grad-accum equal micro-batches")
+    low, high = getattr(cfg, "min_seconds", None), getattr(cfg, "max_seconds", None)
+    if low is not None and high is not None:
+        rules.need(low <= high, f"--min-seconds {low} is above --max-seconds {high}")
 
 
 def field_names(*groups: type) -> list[str]:

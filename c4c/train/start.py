@@ -10,7 +10,6 @@ the selection.
 from __future__ import annotations
 
 import logging
-import math
 import shlex
 import sys
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -20,7 +19,7 @@ from typing import Any, Callable
 from c4c import choices
 from c4c.errors import C4CError
 from c4c.run_folder import FORMAT, FORMAT_VERSION, ModelSpec, RunFolder
-from c4c.train.settings import MAY_CHANGE_ON_RESUME
+from c4c.train.settings import MAY_CHANGE_ON_RESUME, check_training_options
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +49,7 @@ def validate_settings(cfg) -> None:
                           ("activation", choices.ACTIVATIONS), ("report_to", choices.REPORTERS)):
         if name in names:
             _check_choice(getattr(cfg, name), allowed, name.replace("_", "-"))
-    for name in ("epochs", "batch_size", "grad_accum", "max_words", "max_frames", "log_every", "eval_batch_size",
-                 "keep_checkpoints"):
-        if name in names and getattr(cfg, name) < 1:
-            raise C4CError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    for name in ("save_every", "workers", "grad_clip", "weight_decay"):
-        if getattr(cfg, name) < 0:
-            raise C4CError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(cfg, name)}")
-    if cfg.max_steps is not None and cfg.max_steps < 0:
-        raise C4CError(f"--max-steps must be 0 or more, got {cfg.max_steps}")
-    if not (math.isfinite(cfg.lr) and cfg.lr >= 0 and math.isfinite(cfg.coef_lr) and cfg.coef_lr >= 0):
-        raise C4CError(f"--lr and --coef-lr must be finite and >= 0, got {cfg.lr} and {cfg.coef_lr}")
-    if not 0 <= cfg.warmup < 1:
-        raise C4CError(f"--warmup is a fraction of all steps: 0 <= warmup < 1, got {cfg.warmup}")
+    check_training_options(cfg)
     if cfg.init is not None and not str(cfg.init).startswith("hf-hub:") and not Path(cfg.init).is_dir():
         raise C4CError("--init run folder not found", path=cfg.init)
 
