@@ -2,7 +2,9 @@
 
 It owns: epochs and the resumable sampler, AMP, gradient clipping, the optimiser and scheduler
 steps, ``metrics.jsonl``, checkpoints (every N steps and at each epoch end), ``best/`` on the
-selection metric, exact resume, and the stop on a non-finite loss. What a step computes is given by
+selection metric, exact resume, the stop on a non-finite loss, and Ctrl-C (:mod:`c4c.interrupt`): the
+first stops after the optimiser step in progress, saving that step's checkpoint (resumable exactly, as
+the one every ``--save-every`` writes), the second at once. What a step computes is given by
 ``step_fn`` (see :func:`contrastive_step`).
 """
 
@@ -19,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from c4c import interrupt
 from c4c.atomic import disk_full_is_an_error
 from c4c.data.device_frames import decode_batch
 from c4c.errors import C4CError, TrainingDiverged
@@ -223,7 +226,27 @@ class Trainer:
                     fh.write(json.dumps(record) + "\n")
         self.on_event(record)
 
+    def _stop_requested(self) -> bool:
+        """Whether a Ctrl-C asked to stop (on any process: every rank stops at the same step)."""
+        if not self.dist.distributed:
+            return interrupt.requested()
+        return all_reduce_mean(1.0 if interrupt.requested() else 0.0) > 0
+
+    def _stop(self, saved: bool) -> None:
+        """Stop at this step after a Ctrl-C, with its checkpoint (written now unless ``saved``)."""
+        if not saved:
+            self.save()
+            barrier()
+        raise interrupt.Interrupted(f"kept the checkpoint of step {self.state.step}", path=self.run_dir,
+                                    again=interrupt.RESUME)
+
     def fit(self) -> LoopState:
+        """Train to the last epoch (or ``max_steps``); a first Ctrl-C stops after the current step with its
+        checkpoint saved (:class:`c4c.interrupt.Interrupted`), a second at once."""
+        with interrupt.graceful():
+            return self._fit()
+
+    def _fit(self) -> LoopState:
         from torch.utils.data import DataLoader
 
         cfg = self.config
@@ -242,8 +265,9 @@ class Trainer:
                 self.dataset.set_epoch(epoch)  # before the loader's workers copy the dataset
             loader = DataLoader(self.dataset, batch_size=self.local_batch, sampler=self.sampler,
                                 num_workers=self.workers, collate_fn=self.collate, drop_last=True,
-                                generator=torch.Generator().manual_seed(epoch),
-                                persistent_workers=False, pin_memory=self.dist.device.startswith("cuda"))
+                                generator=torch.Generator().manual_seed(epoch), persistent_workers=False,
+                                worker_init_fn=interrupt.ignore_in_child if self.workers else None,
+                                pin_memory=self.dist.device.startswith("cuda"))
             self.on_event({"event": "epoch_start", "epoch": epoch, "steps": steps_per_epoch,
                            "done_steps": self.state.position // self.local_batch})
             self.wrapped.train()
@@ -280,18 +304,23 @@ class Trainer:
                     t_last, clips = now, 0
                 else:
                     self.on_event({"event": "tick", "step": self.state.step, "loss": loss})
-                if cfg.save_every and self.state.step % cfg.save_every == 0:
+                saved = bool(cfg.save_every and self.state.step % cfg.save_every == 0)
+                if saved:
                     self.save()
                     barrier()
                 if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
                     done = True
                     break
+                if self.state.position < len(self.sampler) and self._stop_requested():
+                    self._stop(saved)  # the epoch's last step stops after its evaluation and save, below
             if done and self.state.position < len(self.sampler):
                 if not (cfg.save_every and self.state.step % cfg.save_every == 0):
                     self.save()  # stopped mid-epoch: resumable from exactly here
                     barrier()
                 break
             self._end_epoch(epoch)
+            if self.state.epoch < cfg.epochs and self._stop_requested():
+                self._stop(saved=True)  # _end_epoch saved this step
         return self.state
 
     def _end_epoch(self, epoch: int) -> None:
