@@ -97,8 +97,15 @@ def check(option: str, value: Any, rule: Rule) -> None:
     """Raise a :class:`C4CError` naming ``option`` and ``value`` unless ``rule`` allows it (None: unset, fine)."""
     if value is None or rule.allows(value):
         return
-    shown = value if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)
-    raise C4CError(f"{flag(option)} {shown}: must be {rule.describe()}")
+    raise C4CError(f"{flag(option)} {shown(value)}: must be {rule.describe()}")
+
+
+def shown(value: Any) -> str:
+    """A value as the user would type it: ``-2.0`` -> ``-2``, ``nan`` -> ``nan``."""
+    if isinstance(value, float):
+        text = f"{value:g}"
+        return text if math.isfinite(value) and float(text) == value else repr(value)
+    return str(value) if isinstance(value, int) else repr(value)
 
 
 def check_all(values: Mapping[str, Any] | Any, rules: Mapping[str, Rule]) -> None:

@@ -6,10 +6,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from c4c import choices
+from c4c import choices, option_rules
 from c4c.cli import options as opt
 from c4c.cli import ui
 from c4c.errors import C4CError
+
+
+# The numbers `c4c synth` takes: more videos, frames or pixels than this is a typo, not a dataset.
+SYNTH_RULES: dict[str, option_rules.Rule] = {
+    "count": option_rules.count(1, 100_000),
+    "seed": option_rules.SEED,
+    "duration": option_rules.positive(3600.0),
+    "fps": option_rules.count(1, 240),
+    "width": option_rules.count(32, 4096),
+    "height": option_rules.count(32, 4096),
+}
 
 
 def synth_cmd(
@@ -49,6 +60,8 @@ def synth_cmd(
 
         c4c synth /tmp/motion --count 400 --shapes circle --colours red   # only motion tells captions apart
     """
+    option_rules.check_all({"count": count, "seed": seed, "duration": duration, "fps": fps, "width": width,
+                            "height": height}, SYNTH_RULES)
     from c4c import synth
 
     ui.setup_logging(quiet)

@@ -8,7 +8,7 @@ Resumable and crash-safe (see :mod:`c4c.video.staging`); bad videos never stop t
 listed with its reason in ``<out stem>.failed.tsv``. Files of the folder that are not extracted (other
 extensions, hidden files, macOS ``._`` resource forks, broken links) are listed in the summary with why.
 
-One run writes a store at a time (:mod:`c4c.video.lock`); a full disk stops the run with
+One run writes a store at a time (:mod:`c4c.lock`); a full disk stops the run with
 :class:`c4c.atomic.DiskFull`, every finished video kept (merged, or staged for the next run).
 
 Shard sets (``shards=S``, ``out`` a folder): video ``v`` goes to ``frames-<k>-of-<S>.h5`` with
@@ -31,9 +31,10 @@ from typing import Callable
 from c4c.atomic import DiskFull, disk_full_is_an_error, write_json, write_text
 from c4c.choices import CODECS
 from c4c.datasets.records import check_video_id
+from c4c import option_rules
 from c4c.errors import C4CError
 from c4c.video import layout, shards, staging
-from c4c.video.lock import writer_lock
+from c4c.lock import writer_lock
 # index_shards and parse_shard_index: `c4c extract --index DIR` and `--shard-index` call them through here
 from c4c.video.shards import shard_set_state
 from c4c.video.workers import Job, Outcome, run_units, work_units
@@ -207,23 +208,25 @@ def jobs_from_annotations(config: ExtractConfig) -> tuple[list[Job], list[Failur
     return jobs, failures
 
 
+# The numbers `c4c extract` takes (checked by the CLI too, before anything is read or written).
+RULES: dict[str, option_rules.Rule] = {
+    "fps": option_rules.FPS,
+    "size": option_rules.count(8, 4096),
+    "workers": option_rules.count(1, 256),
+    "jpeg_quality": option_rules.count(1, 100),
+    "ffmpeg_threads": option_rules.count(0, 256),
+    "commit_every": option_rules.count(0),
+    "batch": option_rules.count(1, 10_000),
+    "shards": option_rules.count(0, 1_000_000),
+}
+
+
 def _validate(config: ExtractConfig) -> layout.StoreSettings:
     if config.codec not in CODECS:
         raise C4CError(f"unknown --codec {config.codec!r}; choose raw or jpeg")
-    if config.fps <= 0:
-        raise C4CError(f"--fps must be positive, got {config.fps}")
-    if config.size < 8:
-        raise C4CError(f"--size must be at least 8, got {config.size}")
-    if not 1 <= config.jpeg_quality <= 100:
-        raise C4CError(f"--jpeg-quality must be in 1..100, got {config.jpeg_quality}")
-    if config.commit_every < 0:
-        raise C4CError(f"--commit-every must be 0 or more, got {config.commit_every}")
-    if config.workers < 1:
-        raise C4CError(f"--workers must be at least 1, got {config.workers}")
+    option_rules.check_all(config, RULES)
     if not config.source.exists():
         raise C4CError("source not found", path=config.source)
-    if config.shards < 0:
-        raise C4CError(f"--shards must be 0 (one file) or more, got {config.shards}")
     reader = "reference" if config.reference_reader else "c4c"
     if reader == "reference" and not float(config.fps).is_integer():
         raise C4CError(f"--reference-reader samples a whole number of frames per second, not --fps {config.fps:g}",
