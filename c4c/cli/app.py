@@ -59,6 +59,22 @@ def _abort_types() -> tuple[type, ...]:
     return tuple(found)
 
 
+def _say_interrupted(exc: BaseException | None) -> None:
+    """The one line after Ctrl-C: what the stop at a safe point kept and how to go on, or (a second Ctrl-C)
+    that the command stopped at once."""
+    from c4c.interrupt import Interrupted, last_stop
+
+    if not isinstance(exc, Interrupted):
+        exc = last_stop()  # typer hands back only the exit status 130 of a Ctrl-C inside a command
+    if isinstance(exc, Interrupted):
+        text = exc.render()
+    else:
+        text = ("stopped at once: work finished before the stop was kept (run the same command again, "
+                "with --resume for a training run, to continue)")
+    sys.stderr.write(f"interrupted: {text}\n")  # plain text: a file name may hold [brackets]
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `c4c`."""
     run_app(app, argv, prog_name="c4c")
@@ -66,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def run_app(typer_app: typer.Typer, argv: list[str] | None, prog_name: str) -> None:
     """Run a typer app. A user error (bad input, missing file) prints one line and exits 2; a usage
-    error prints click's usage message and exits 2; Ctrl-C exits 130."""
+    error prints click's usage message and exits 2; Ctrl-C exits 130 with a line on what was kept."""
     try:
         code = typer_app(args=argv, standalone_mode=False, prog_name=prog_name)
     except C4CError as exc:
@@ -75,8 +91,8 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None, prog_name: str) -> N
         ui.console(stderr=True).print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False,
                                       soft_wrap=True)  # escaped: a file name may hold [brackets]
         sys.exit(getattr(exc, "exit_code", 2))  # 2: the input; 1: the machine (a full disk)
-    except KeyboardInterrupt:
-        ui.console(stderr=True).print("interrupted; finished work was kept")
+    except KeyboardInterrupt as exc:
+        _say_interrupted(exc)
         sys.exit(130)
     except _usage_error_types() as exc:
         exc.show()
@@ -84,5 +100,7 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None, prog_name: str) -> N
     except _abort_types():
         ui.console(stderr=True).print("aborted")
         sys.exit(130)
+    if code == 130:  # typer's answer to a KeyboardInterrupt inside the command
+        _say_interrupted(None)
     if isinstance(code, int) and code:
         sys.exit(code)
