@@ -33,9 +33,14 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.atomic import write_json
+from c4c.data.embeddings import FORMAT as EMB_FORMAT, partial_path
+from c4c import option_rules
 from c4c.errors import C4CError
+from c4c.outputs import Output, guard, hdf5_with_format, json_with_format
 
 log = logging.getLogger(__name__)
+
+SUMMARY_FORMAT = "c4c-encode-summary"  # EMB.encode.json
 
 ROWS_PER_WRITE = 1024   # moment rows buffered before they are written (always whole videos)
 
@@ -115,6 +120,18 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# The numbers `c4c encode` takes (None: as the run was trained); checked before anything is loaded.
+RULES: dict[str, option_rules.Rule] = {
+    "window": option_rules.SECONDS,
+    "stride": option_rules.SECONDS,
+    "max_words": option_rules.count(2, 77),
+    "max_frames": option_rules.count(1, 1024),
+    "fps": option_rules.FPS,
+    "batch_size": option_rules.count(1),
+    "workers": option_rules.WORKERS,
+}
+
+
 def _check(cfg: EncodeConfig) -> tuple[float | None, float | None]:
     """Option checks that need nothing read; returns the resolved (window, stride)."""
     from c4c.search.moments import check_window
@@ -127,8 +144,7 @@ def _check(cfg: EncodeConfig) -> tuple[float | None, float | None]:
                        hint="e.g. --clip ViT-B-32 --pretrained openai")
     if cfg.run is not None and (cfg.pretrained is not None or cfg.activation != "auto" or cfg.clip_fp16):
         raise C4CError("--pretrained, --activation and --clip-fp16 go with --clip (zero-shot); a run brings its own")
-    if cfg.batch_size < 1:
-        raise C4CError("--batch-size must be at least 1")
+    option_rules.check_all(cfg, RULES)
     window, stride = check_window(cfg.window, cfg.stride)
     if window is not None and (cfg.dataset is not None or cfg.ann is not None):
         raise C4CError("--window cuts your own videos into moments; an annotated split is encoded clip by clip",
@@ -152,18 +168,43 @@ def load_model(cfg: EncodeConfig, device: str):
     return model, {}, source, ""
 
 
+def summary_path(out: Path) -> Path:
+    """The JSON summary written beside EMB.h5: ``EMB.encode.json``."""
+    return Path(out).with_name(Path(out).stem + ".encode.json")
+
+
+def outputs(out: Path) -> list[Output]:
+    """What `c4c encode --out OUT` writes: EMB.h5, its ``.partial`` while working, and the summary."""
+    emb = hdf5_with_format(EMB_FORMAT)
+    return [Output(Path(out), "embedding file (EMB.h5)", emb),
+            Output(partial_path(Path(out)), "unfinished embedding file", emb),
+            Output(summary_path(out), "encode summary", json_with_format(
+                SUMMARY_FORMAT, also=lambda d: isinstance(d, dict) and {"rows", "config"} <= d.keys()))]
+
+
+def inputs(cfg: EncodeConfig) -> list:
+    """The files `c4c encode` reads (an output may be none of them)."""
+    return [cfg.frames, cfg.ann, cfg.run, cfg.pretrained if cfg.pretrained and Path(cfg.pretrained).exists() else None]
+
+
 def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> EncodeResult:
     """Encode the texts and videos of ``cfg`` into ``cfg.out``."""
+    out = Path(cfg.out)
+    if out.exists() and not cfg.overwrite:
+        raise C4CError("output exists", path=out, hint="pass --overwrite to replace it, or choose another --out")
+    window, stride = _check(cfg)
+    with guard(outputs(out), inputs(cfg), command="c4c encode"):
+        return _encode(cfg, out, window, stride, on_event)
+
+
+def _encode(cfg: EncodeConfig, out: Path, window: float | None, stride: float | None,
+            on_event: Callable[[dict], None] | None) -> EncodeResult:
     from c4c.model.load import resolve_device
     from c4c.train.host_memory import keep_freed_memory
     from c4c.train.loop import autocast_context
     from c4c.video.store import FrameStore
 
     t0 = time.perf_counter()
-    out = Path(cfg.out)
-    if out.exists() and not cfg.overwrite:
-        raise C4CError("output exists", path=out, hint="pass --overwrite to replace it, or choose another --out")
-    window, stride = _check(cfg)
     device = resolve_device(cfg.device)
     keep_freed_memory()  # batches of frames would otherwise be faulted in afresh each time
     amp = cfg.amp if cfg.amp != "auto" else ("bf16" if device.startswith("cuda") else "none")
@@ -408,4 +449,5 @@ def _write_summary(out: Path, cfg: EncodeConfig, result: EncodeResult) -> None:
     data = {"out": str(out), "videos": result.videos, "rows": result.rows, "texts": result.texts,
             "sim": result.sim, "model": result.model, "frames": result.frames, "seconds": round(result.seconds, 2),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}}
-    write_json(out.with_name(out.stem + ".encode.json"), data)
+    data = {"format": SUMMARY_FORMAT, "format_version": 1, **data}
+    write_json(summary_path(out), data)
