@@ -6,6 +6,7 @@ that field (:func:`with_settings`), so a default is written once, in the config.
 """
 
 import inspect
+import math
 import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -172,11 +173,12 @@ def config_fields(config_cls: type, values: dict) -> dict:
     return {k: v for k, v in values.items() if k in names}
 
 
-def parse_params(pairs: List[str], option: str, *, nested: bool = False) -> dict:
+def parse_params(pairs: List[str], option: str, *, nested: bool = False, whole: bool = False) -> dict:
     """``NAME=VALUE`` pairs (``METHOD.NAME=VALUE`` when ``nested``) with numeric values, as a dict.
 
     ``--param nprobe=32`` -> ``{"nprobe": 32}``; ``--rerank-param dsl.temperature=1`` ->
-    ``{"dsl": {"temperature": 1}}``. Whole numbers become ints."""
+    ``{"dsl": {"temperature": 1}}``. Whole numbers become ints; every value is finite (and whole with
+    ``whole``)."""
     example = "dsl.temperature=1" if nested else "nprobe=32"
     params: dict = {}
     for pair in pairs:
@@ -192,6 +194,8 @@ def parse_params(pairs: List[str], option: str, *, nested: bool = False) -> dict
             number = float(value)
         except ValueError:
             raise C4CError(f"{option} {pair!r}: the value must be a number") from None
+        if not math.isfinite(number) or (whole and not number.is_integer()):
+            raise C4CError(f"{option} {pair}: the value must be a finite {'whole ' if whole else ''}number")
         number = int(number) if number.is_integer() else number
         if nested:
             params.setdefault(method, {})[name] = number

@@ -245,8 +245,13 @@ def index_cmd(
 
         c4c index big_emb.h5 --out big_index --kind hnsw --param ef_search=128
     """
+    from c4c import option_rules
+    from c4c.stages.library import RULES
+
+    option_rules.check_all({"window": window, "stride": stride, "fps": fps, "size": size, "max_frames": max_frames,
+                            "batch_size": batch_size, "workers": workers}, RULES)
     ui.setup_logging(quiet)
-    params = opt.parse_params(param, "--param")
+    params = opt.parse_params(param, "--param", whole=True)
     if source.is_dir():
         _index_folder(source, out, kind=kind, params=params if param else None, run=run, checkpoint=checkpoint,
                       clip=clip, pretrained=pretrained, activation=activation, window=window, stride=stride, fps=fps,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from c4c.atomic import write_json
+from c4c import option_rules
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,18 @@ class LibraryConfig:
     device: str = "auto"
     amp: str = "auto"
     workers: int = 2
+
+
+# The numbers `c4c index VIDEOS_DIR` takes (None: the library's own); checked before anything is read.
+RULES: dict[str, option_rules.Rule] = {
+    "window": option_rules.SECONDS,
+    "stride": option_rules.SECONDS,
+    "fps": option_rules.FPS,
+    "size": option_rules.count(8, 4096),
+    "max_frames": option_rules.count(1, 1024),
+    "batch_size": option_rules.count(1),
+    "workers": option_rules.WORKERS,
+}
 
 
 @dataclass
@@ -215,6 +228,7 @@ def update(cfg: LibraryConfig, on_event: Callable[[dict], None] | None = None) -
     """Bring the library ``cfg.out`` up to date with the folder ``cfg.videos`` (module notes)."""
     t0 = time.perf_counter()
     emit = on_event or (lambda event: None)
+    option_rules.check_all(cfg, RULES)
     out, videos = Path(cfg.out), Path(cfg.videos)
     if not videos.is_dir():
         raise C4CError("videos folder not found" if not videos.exists() else "not a folder of videos", path=videos)
