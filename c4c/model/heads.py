@@ -7,14 +7,10 @@ Padded frames (``mask == False``) never influence a score.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
 from c4c.choices import HEADS, LOOSE_HEADS
-
-log = logging.getLogger(__name__)
 
 LOOSE = LOOSE_HEADS  # the old name; other modules import it
 HEAD_LN_EPS = 1e-12  # the reference's TF-style LayerNorm in module_cross.py (CLIP's own keep 1e-5)
@@ -58,13 +54,46 @@ def _make_transformer(width: int, layers: int, heads: int, act: type):
     return Transformer(width=width, layers=layers, heads=heads, act_layer=act, norm_layer=_head_norm)
 
 
-def _copy_text_layers(target, clip, layers: int) -> None:
-    """Initialise ``target.resblocks[i]`` from CLIP text block i (i < layers), as the reference does."""
+def _copy_text_layers(target, clip, layers: int) -> tuple[int, list[int]]:
+    """Initialise ``target.resblocks[i]`` from CLIP text block i (i < layers), as the reference does;
+    returns CLIP's number of text layers and the blocks left at their random init.
+
+    Building a model says nothing: a saved run loads its trained blocks over these right after. The
+    trainer tells a run that is being made (:func:`random_init_note`)."""
     text = clip.transformer.resblocks
-    if len(text) < layers:
-        log.warning("CLIP has %d text layers; temporal layers %d.. keep their random init", len(text), len(text))
     for i in range(min(layers, len(text))):
         target.resblocks[i].load_state_dict(text[i].state_dict())
+    return len(text), list(range(len(text), layers))
+
+
+class _FromTextLayers:
+    """What a transformer head initialised from CLIP's text layers remembers of that (read by
+    :func:`random_init_note`, updated by ``--init`` loading through :func:`mark_loaded`)."""
+
+    blocks: str                # the attribute holding the head's transformer
+    text_layers: int = 0       # CLIP's text layers
+    random_blocks: list[int]   # the head's blocks that keep their random init
+
+
+def mark_loaded(model: nn.Module, missing: list[str]) -> None:
+    """After weights were loaded into ``model``: blocks whose weights are not in ``missing`` no longer
+    keep their random init."""
+    for name, module in model.named_modules():
+        if isinstance(module, _FromTextLayers) and module.random_blocks:
+            prefix = f"{name}.{module.blocks}.resblocks." if name else f"{module.blocks}.resblocks."
+            module.random_blocks = [i for i in module.random_blocks
+                                    if any(k.startswith(f"{prefix}{i}.") for k in missing)]
+
+
+def random_init_note(model: nn.Module) -> str | None:
+    """A warning for a run being made whose head has more layers than CLIP has text layers to copy
+    (None when every block came from CLIP or from ``--init``)."""
+    for module in model.modules():
+        if isinstance(module, _FromTextLayers) and module.random_blocks:
+            first = module.random_blocks[0]
+            return (f"CLIP has {module.text_layers} text layers; temporal layers {first}.. keep their "
+                    "random init")
+    return None
 
 
 def _init_positions(embedding: nn.Embedding, clip) -> None:
@@ -97,7 +126,7 @@ class SeqLSTM(nn.Module):
         return out.to(frames.dtype) + frames
 
 
-class SeqTransf(nn.Module):
+class SeqTransf(nn.Module, _FromTextLayers):
     """Frame position embeddings + a small transformer (from CLIP's first text layers) + residual."""
 
     def __init__(self, clip, layers: int = 4) -> None:
@@ -108,7 +137,8 @@ class SeqTransf(nn.Module):
         self.temporal = _make_transformer(width, layers, heads, act)
         bert_init(self)
         _init_positions(self.frame_position_embeddings, clip)
-        _copy_text_layers(self.temporal, clip, layers)
+        self.blocks = "temporal"
+        self.text_layers, self.random_blocks = _copy_text_layers(self.temporal, clip, layers)
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         t = frames.shape[1]
@@ -120,7 +150,7 @@ class SeqTransf(nn.Module):
         return x + frames  # residual to the input without positions, as the reference
 
 
-class TightTransf(nn.Module):
+class TightTransf(nn.Module, _FromTextLayers):
     """Cross encoder over ``[text EOT feature ; frames]`` for every (text, video) pair, linear score."""
 
     def __init__(self, clip, layers: int = 4, dropout: float = 0.1) -> None:
@@ -136,7 +166,8 @@ class TightTransf(nn.Module):
         self.score = nn.Linear(width, 1)
         bert_init(self)
         _init_positions(self.position_embeddings, clip)
-        _copy_text_layers(self.encoder, clip, layers)
+        self.blocks = "encoder"
+        self.text_layers, self.random_blocks = _copy_text_layers(self.encoder, clip, layers)
 
     def forward(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``text: [Bt, D]``, ``frames: [Bv, T, D]``, ``mask: [Bv, T]`` -> logits ``[Bt, Bv]``."""

@@ -108,6 +108,9 @@ def _load_init(model, init: Path, spec: ModelSpec) -> None:
         missing, unexpected = model.load_state_dict(encoder_state, strict=False)
     except RuntimeError as exc:
         raise C4CError(f"--init weights do not fit: {str(exc).splitlines()[0]}", path=folder, hint=hint) from None
+    from c4c.model.heads import mark_loaded
+
+    mark_loaded(model, missing)  # head blocks the --init run gives no longer keep their random init
     if spec.patch == "3d" and "clip.visual.conv2.weight" in missing:
         from c4c.model.clip4clip import make_patch3d
 

@@ -174,6 +174,11 @@ def make_trainer(cfg, start: RunStart, *, model, config: dict, dataset, sampler,
     config = {**config, "parameters": {"total": sum(p.numel() for p in model.parameters()), **frozen}}
     if dist.is_main and start.resumed_from is None:
         start.folder.write_config(config)
+        from c4c.model.heads import random_init_note
+
+        note = random_init_note(model)  # said once, by the run that is made, not by whatever loads it
+        if note:
+            log.warning(note)
     tracker = None
     if dist.is_main and cfg.report_to != "none":
         from c4c.train.tracking import Tracker
