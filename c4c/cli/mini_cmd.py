@@ -57,6 +57,10 @@ def mini(
     """
     import time
 
+    from c4c import option_rules
+
+    option_rules.check_all({"seeds": seeds, "threads": threads},
+                           {"seeds": option_rules.count(1, 100), "threads": option_rules.count(0, 1024)})
     from c4c.mini import experiments
     from c4c.mini.config import MiniConfig, quick_config
 

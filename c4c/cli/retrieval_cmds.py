@@ -159,6 +159,11 @@ def evaluate_cmd(
 
         c4c evaluate runs/cap/captions.json --dataset msrvtt --ann data/msrvtt/msrvtt_data
     """
+    from c4c import option_rules
+    from c4c.stages.evaluate import RULES
+
+    option_rules.check_all({"chunk": chunk}, RULES)
+    rerank_params = opt.parse_params(rerank_param, "--rerank-param", nested=True)
     ui.setup_logging(quiet)
     if path.suffix.lower() == ".json":
         from c4c.stages import score_captions
@@ -177,7 +182,7 @@ def evaluate_cmd(
     from c4c.stages import evaluate
 
     cfg = evaluate.EvaluateConfig(emb=path, out=out, rerank=list(rerank), bank=bank,
-                                  rerank_params=opt.parse_params(rerank_param, "--rerank-param", nested=True),
+                                  rerank_params=rerank_params,
                                   run=run, device=device, chunk=chunk, ties=ties, force=force)
     with ui.progress(quiet, "pairs") as bar:
         task = None
@@ -344,6 +349,9 @@ def search_cmd(
 
         c4c search my_library "a goal is scored" --group video
     """
+    from c4c import option_rules
+
+    option_rules.check("-k", k, option_rules.count(1, 10_000))
     from c4c.stages import search
 
     ui.setup_logging(quiet or as_json)
@@ -409,6 +417,7 @@ def caption_generate_cmd(
                                  dataset_options=dataset_options(dataset, msrvtt_train, task="caption"), beam=beam,
                                  max_len=max_len, alpha=alpha, batch_size=batch_size, checkpoint=checkpoint,
                                  **settings)
+    caption.check_generate(cfg)  # before torch is imported
     with ui.progress(quiet, "videos") as bar:
         state = {"task": None}
 

@@ -37,6 +37,9 @@ def serve_cmd(
 
         c4c serve my_library --host 0.0.0.0 --port 8000
     """
+    from c4c import option_rules
+
+    option_rules.check("port", port, option_rules.count(0, 65535))
     from c4c.serve.app import create_app
     from c4c.serve.server import bind, is_loopback, make_server, url_of
     from c4c.stages.search import Searcher

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.atomic import write_json
+from c4c import option_rules
 from c4c.errors import C4CError
 from c4c.choices import DEFAULT_ALPHA
 from c4c.stages.pairs import dataset_options
@@ -326,6 +327,21 @@ def meta_path(out: Path) -> Path:
     return out.with_name(stem + ".meta.json")
 
 
+# The numbers `c4c caption generate` takes; checked before torch is imported (the CLI calls it first).
+GENERATE_RULES: dict[str, option_rules.Rule] = {
+    "beam": option_rules.count(1, 1000),
+    "max_len": option_rules.count(1, 1000),    # and below the decoder's positions, known once it is loaded
+    "alpha": option_rules.non_negative(100.0),
+    "batch_size": option_rules.count(1),
+    "workers": option_rules.WORKERS,
+}
+
+
+def check_generate(cfg: "GenerateConfig") -> None:
+    """Every number of ``cfg`` finite and in range (C4CError naming the option)."""
+    option_rules.check_all(cfg, GENERATE_RULES)
+
+
 def _videos_to_caption(cfg: GenerateConfig, store) -> list:
     """The records whose videos get a caption: one split of the annotations, or every stored video."""
     from c4c.data.video_text import check_videos
@@ -357,14 +373,7 @@ def generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = None
     from c4c.video.store import FrameStore
 
     on_event = on_event or (lambda event: None)
-    if cfg.batch_size < 1:
-        raise C4CError(f"--batch-size must be at least 1, got {cfg.batch_size}")
-    if cfg.beam < 1:
-        raise C4CError(f"--beam must be at least 1, got {cfg.beam}")
-    if cfg.max_len < 1:
-        raise C4CError(f"--max-len must be at least 1, got {cfg.max_len}")
-    if not (cfg.alpha >= 0 and math.isfinite(cfg.alpha)):
-        raise C4CError(f"--alpha must be >= 0, got {cfg.alpha}")
+    check_generate(cfg)
     device = init_distributed(cfg.device).device
     amp = cfg.amp if cfg.amp != "auto" else ("bf16" if device.startswith("cuda") else "none")
     model, config, folder = load_captioner(cfg.run, cfg.checkpoint, device)

@@ -24,12 +24,20 @@ import numpy as np
 
 from c4c.atomic import write_json
 from c4c.choices import RERANKERS
+from c4c import option_rules
 from c4c.errors import C4CError
 from c4c.model.inference import LooseScores, tight_matrix
 
 log = logging.getLogger(__name__)
 
 QBNORM_COSINE_BETA = 20.0  # QB-Norm's inverse temperature for cosine similarities (its README)
+
+
+# The numbers `c4c evaluate` takes (the CLI checks them before anything is read).
+RULES: dict[str, option_rules.Rule] = {
+    "chunk": option_rules.count(1, 1_000_000),
+    "pair_chunk": option_rules.count(1, 1_000_000),
+}
 
 
 @dataclass
@@ -128,8 +136,7 @@ def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> 
         raise C4CError(f"unknown --rerank {unknown[0]!r}", hint=f"choose from {', '.join(RERANKERS)}")
     if "qbnorm" in methods and cfg.bank is None:
         raise C4CError("--rerank qbnorm needs --bank EMB_TRAIN.h5 (training captions encoded by the same run)")
-    if cfg.chunk < 1 or cfg.pair_chunk < 1:
-        raise C4CError("--chunk must be at least 1")
+    option_rules.check_all(cfg, RULES)
     emb = Embeddings(cfg.emb)
     groups = emb.video_index
     if not len(groups):
