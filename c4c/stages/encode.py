@@ -85,7 +85,7 @@ class EncodeResult:
     resumed: bool
     seconds: float
     rows: int = 0                          # video rows written (moments: windows)
-    frames: int = 0                        # frames through the image tower (frame-by-frame path)
+    frames: int = 0                        # real frames this run passed through the image tower (not padding)
     model: str = ""                        # the model, described (c4c.search.source)
 
 
@@ -304,6 +304,7 @@ class _Job:
         self.emit({"event": "start", "texts": len(evalset.captions), "videos": len(evalset.video_ids),
                    "texts_done": writer.texts_done, "videos_done": writer.videos_done})
         device, amp_ctx = self.device, self.amp_ctx
+        frames_done = 0
         try:
             with torch.inference_mode():
                 texts = evalset.text_dataset()
@@ -321,6 +322,7 @@ class _Job:
                                     batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
                 for batch in loader:
                     mask = batch["video_mask"].to(device)
+                    frames_done += int(batch["video_mask"].sum())
                     with amp_ctx:
                         feats = model.encode_video(batch["video"].to(device), mask).float()
                     if model.loose:
@@ -333,7 +335,8 @@ class _Job:
         finally:
             writer.close()
         return EncodeResult(out=self.out, videos=len(evalset.video_ids), texts=len(evalset.captions),
-                            sim=model.sim, resumed=writer.resumed, seconds=0.0, rows=len(evalset.video_ids))
+                            sim=model.sim, resumed=writer.resumed, seconds=0.0, rows=len(evalset.video_ids),
+                            frames=frames_done)
 
     # --- frame by frame: own videos, loose heads, moments --------------------------------------
     def moments(self) -> EncodeResult:
@@ -447,7 +450,8 @@ class _FrameChunks:
 
 def _write_summary(out: Path, cfg: EncodeConfig, result: EncodeResult) -> None:
     data = {"out": str(out), "videos": result.videos, "rows": result.rows, "texts": result.texts,
-            "sim": result.sim, "model": result.model, "frames": result.frames, "seconds": round(result.seconds, 2),
+            "sim": result.sim, "model": result.model, "resumed": result.resumed,
+            "frames_this_run": result.frames, "seconds": round(result.seconds, 2),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}}
     data = {"format": SUMMARY_FORMAT, "format_version": 1, **data}
     write_json(summary_path(out), data)
