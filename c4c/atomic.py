@@ -52,6 +52,49 @@ class DiskFull(C4CError):
         super().__init__(_FULL[self.errno], path=path, hint=hint or "free space and run again")
 
 
+# errno values that say "this place cannot be written", whatever the cause
+_CANNOT_WRITE = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                 errno.EROFS: "read-only file system"}
+
+
+class CannotWrite(C4CError):
+    """An output cannot be written (read-only file system, no permission). Exit status 1: the input is
+    fine, the place is not."""
+
+    exit_code = 1
+
+    def __init__(self, path: str | Path, why: str, *, hint: str | None = None) -> None:
+        super().__init__(f"cannot write: {why}", path=path,
+                         hint=hint or "choose a writable --out, or fix the folder's permissions")
+
+
+def cannot_write_errno(exc: BaseException | None) -> int | None:
+    """EACCES, EPERM or EROFS when ``exc`` (or an exception it was raised from) is a refused write."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = getattr(exc, "errno", None)
+        if code in _CANNOT_WRITE:
+            return code
+        if not isinstance(exc, C4CError):  # h5py puts the C library's errno in its message
+            text = str(exc)
+            for code in _CANNOT_WRITE:
+                if f"errno = {code}," in text:
+                    return code
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def write_failure(exc: BaseException, path: str | Path | None = None) -> CannotWrite | None:
+    """The :class:`CannotWrite` that ``exc`` amounts to (naming ``path``, else the file the error names),
+    or None when it is not a refused write."""
+    code = cannot_write_errno(exc)
+    if code is None:
+        return None
+    where = path if path is not None else (getattr(exc, "filename", None) or "output")
+    return CannotWrite(where, _CANNOT_WRITE[code])
+
+
 def disk_full_errno(exc: BaseException | None) -> int | None:
     """ENOSPC, EDQUOT or EFBIG when ``exc`` (or an exception it was raised from) is a write that ran out
     of space; None for any other error."""
@@ -163,6 +206,10 @@ def atomic_path(path: Path, *, durable: bool = False) -> Iterator[Path]:
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         code = disk_full_errno(exc)
+        if code is None and not isinstance(exc, C4CError):
+            failure = write_failure(exc, path)
+            if failure is not None:
+                raise failure from exc
         if code is None or isinstance(exc, DiskFull):
             raise
         kept = "it keeps its previous content" if path.exists() else "nothing was written"

@@ -25,6 +25,7 @@ from pathlib import Path
 from c4c.atomic import atomic_path, write_json, write_text
 from c4c.choices import CLIP_MEAN, CLIP_STD
 from c4c.errors import C4CError
+from c4c.outputs import Output, guard
 from c4c.jsonfile import read_json_object
 from c4c.run_folder import ModelSpec, RunFolder
 
@@ -80,6 +81,11 @@ def _clip_model_config(spec: ModelSpec) -> dict:
 
 def export_run(run: Path, out: Path, *, which: str = "best", overwrite: bool = False) -> ExportResult:
     """Write ``out`` (see the module docstring) from ``which`` checkpoint of the run folder ``run``."""
+    with guard([Output(Path(out), "export folder", is_export, folder=True)], [run], command="c4c export"):
+        return _export(run, out, which=which, overwrite=overwrite)
+
+
+def _export(run: Path, out: Path, *, which: str, overwrite: bool) -> ExportResult:
     from safetensors.torch import save_file
 
     from c4c.train import checkpoint

@@ -1,7 +1,8 @@
-"""One writer per frame store: an exclusive ``fcntl.flock`` on ``<store>.lock`` beside it.
+"""One writer per output: an exclusive ``fcntl.flock`` on ``<output>.lock`` beside it.
 
-`c4c extract` holds the lock of every file it writes (the store, or each shard of a shard set it works
-on) from before it touches the store or its parts folder until it ends. A second run on the same file
+Every command that writes holds the lock of each of its outputs (a frame store or each shard of a shard
+set it works on, a run folder, EMB.h5, an index or library folder, captions, plots, exports; see
+:mod:`c4c.outputs`) from before it touches them until it ends. A second run on the same file
 stops at once with a message naming the holder (pid and host, written into the lock file), or waits
 for it with ``wait=True``. The kernel drops the lock when the holder dies, even by SIGKILL, so a lock
 is never stale; the file itself is removed on release. On NFS, Linux maps ``flock`` to byte-range
@@ -41,7 +42,7 @@ def holder(target: Path) -> str:
     return text or "a process that has not written its name yet"
 
 
-def _acquire(target: Path, wait: bool, command: str) -> int:
+def _acquire(target: Path, wait: bool, command: str, can_wait: bool) -> int:
     import fcntl
 
     path = lock_path(target)
@@ -54,8 +55,8 @@ def _acquire(target: Path, wait: bool, command: str) -> int:
             if not wait:
                 os.close(fd)
                 raise C4CError(f"another {command} is writing it ({who})", path=target,
-                               hint="one writer per store: wait for it to end, or pass --wait to start when it "
-                                    "does") from None
+                               hint="one writer per output: wait for it to end"
+                                    + (", or pass --wait to start when it does" if can_wait else "")) from None
             log.warning("%s: waiting for %s (%s) to end", target, command, who)
             fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
@@ -85,15 +86,34 @@ def _release(target: Path, fd: int) -> None:
 
 
 @contextmanager
-def writer_lock(targets: Iterable[Path], *, wait: bool = False, command: str = "c4c extract") -> Iterator[None]:
+def writer_lock(targets: Iterable[Path], *, wait: bool = False, command: str = "c4c extract",
+                can_wait: bool = True) -> Iterator[None]:
     """Hold the writer lock of every file in ``targets`` (in sorted order, so two runs never deadlock)
-    for the duration of the block; C4CError naming the first one another process holds, unless ``wait``."""
+    for the duration of the block; C4CError naming the first one another process holds, unless ``wait``
+    (``can_wait``: the command has a ``--wait`` option to suggest)."""
     held: list[tuple[Path, int]] = []
+    made: list[Path] = []  # folders made for the lock files: removed again if the work left them empty
     try:
         for target in sorted(set(Path(t) for t in targets)):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            held.append((target, _acquire(target, wait, command)))
+            made += _make_folders(target.parent)
+            held.append((target, _acquire(target, wait, command, can_wait)))
         yield
     finally:
         for target, fd in reversed(held):
             _release(target, fd)
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the work wrote into it
+                pass
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, outermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for f in reversed(missing):
+        f.mkdir(exist_ok=True)
+    return list(reversed(missing))

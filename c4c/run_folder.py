@@ -15,12 +15,15 @@ Runs written before the format key existed (retrieval runs with flat keys, capti
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 from c4c.atomic import write_json
 from c4c.errors import C4CError
+from c4c.outputs import Output, guard
 from c4c.jsonfile import read_json_object
 
 FORMAT = "c4c-run"
@@ -194,3 +197,15 @@ def _version(config: dict, path: Path) -> int:
         return int(config.get("format_version", 0))
     except (TypeError, ValueError):
         raise C4CError(f"bad format_version {config.get('format_version')!r}", path=path) from None
+
+
+def guard_run(out: str | Path, inputs: Iterable[str | Path | None], *, command: str) -> ContextManager[None]:
+    """The output guard (:func:`c4c.outputs.guard`) of a training command writing the run folder ``out``:
+    not one of ``inputs``, a run folder (or empty, or absent), writable, and one writer at a time (the first
+    process of a distributed run holds the lock)."""
+    def ours(path: Path) -> bool:
+        folder = RunFolder(path)
+        return folder.is_run() or folder.startable()
+
+    first = int(os.environ.get("RANK", "0")) == 0
+    return guard([Output(Path(out), "run folder", ours, folder=True)], inputs, command=command, lock=first)

@@ -393,11 +393,12 @@ def test_init_with_another_head_is_a_clear_error(synth_frames, finetune_run, tmp
         build_model(resolve_spec(cfg, decoder=caption.decoder_config(cfg)), init=finetune_run)
 
 
-def test_a_non_empty_run_folder_needs_resume(synth_frames, tmp_path):
+def test_a_folder_of_other_files_is_not_taken_for_a_run(synth_frames, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "x").write_text("x")
-    with pytest.raises(C4CError, match="--resume"):
+    with pytest.raises(C4CError, match="exists and is not a c4c run folder"):
         caption.run(_cfg(synth_frames, tmp_path / "run"))
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["x"] and not (tmp_path / "run.lock").exists()
 
 
 def test_a_negative_retrieval_weight_is_refused(synth_frames, tmp_path):

@@ -111,7 +111,11 @@ def test_a_missing_hub_model_fails_fast_offline(monkeypatch):
 def test_export_refuses_a_non_empty_folder_and_a_non_run(trained, tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep").write_text("mine")
-    with pytest.raises(C4CError, match="not empty"):
-        export.export_run(trained["run"], tmp_path / "x")
+    for overwrite in (False, True):  # --overwrite replaces an export, never a folder of other files
+        with pytest.raises(C4CError, match="exists and is not a c4c export folder"):
+            export.export_run(trained["run"], tmp_path / "x", overwrite=overwrite)
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["keep"]
+    with pytest.raises(C4CError, match="is also an input"):
+        export.export_run(trained["run"], trained["run"], overwrite=True)
     with pytest.raises(C4CError, match="config.json"):
         export.export_run(tmp_path / "x", tmp_path / "y")

@@ -115,11 +115,13 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synt
     assert checkpoint.load_meta(checkpoint.latest(tmp_path / "run"))["step"] == 2
 
 
-def test_a_non_empty_run_folder_needs_resume(synth_frames, tmp_path):
+def test_a_folder_of_other_files_is_not_taken_for_a_run(synth_frames, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "x").write_text("x")
-    with pytest.raises(C4CError, match="--resume"):
-        run(_cfg(synth_frames, tmp_path / "run"))
+    for resume in (False, True):
+        with pytest.raises(C4CError, match="exists and is not a c4c run folder"):
+            run(_cfg(synth_frames, tmp_path / "run", resume=resume))
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["x"]
 
 
 def _free_port() -> int:

@@ -357,10 +357,10 @@ def test_videos_missing_from_the_frames_are_an_error_unless_skipped(howto, howto
 def test_a_non_empty_run_folder_needs_resume_and_bad_options_are_user_errors(howto, howto_frames, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "x").write_text("x")
-    with pytest.raises(C4CError, match="--resume"):
+    with pytest.raises(C4CError, match="exists and is not a c4c run folder"):
         run(_cfg(howto, howto_frames, tmp_path / "run"))
     with pytest.raises(C4CError, match="nothing to resume"):
-        run(_cfg(howto, howto_frames, tmp_path / "run", resume=True))
+        run(_cfg(howto, howto_frames, tmp_path / "empty", resume=True))
     with pytest.raises(C4CError, match="unknown --sim"):
         run(_cfg(howto, howto_frames, tmp_path / "new", sim="maxP"))
     with pytest.raises(C4CError, match="no captioned video of the categories"):

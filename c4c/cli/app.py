@@ -8,15 +8,20 @@ import typer
 from c4c.cli import ui
 from c4c.errors import C4CError
 
+# `--help` is click's plain layout: option names whole at any width (each on its own line when long, the
+# help below), flags without a type. typer's rich panels put up to six columns side by side, which at 80
+# columns cut names short ("--activitynet-v…") and give every flag a "<bool>" type.
+HELP_MARKUP = None
+
 app = typer.Typer(
     name="c4c",
     help="CLIP4Clip as a toolkit: turn videos into frames, train and evaluate CLIP-based video-text "
          "retrieval and captioning, and search your own videos.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=HELP_MARKUP,
 )
-caption_app = typer.Typer(name="caption", no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
+caption_app = typer.Typer(name="caption", no_args_is_help=True, add_completion=False, rich_markup_mode=HELP_MARKUP,
                           help="Video captioning: train a caption decoder on CLIP4Clip's video encoder, then "
                                "caption videos (an annotated split or every video of a frame store).")
 
@@ -80,17 +85,31 @@ def main(argv: list[str] | None = None) -> None:
     run_app(app, argv, prog_name="c4c")
 
 
+def _exit_with(exc: C4CError) -> None:
+    from rich.markup import escape
+
+    ui.console(stderr=True).print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False,
+                                  soft_wrap=True)  # escaped: a file name may hold [brackets]
+    sys.exit(getattr(exc, "exit_code", 2))  # 2: the input; 1: the machine (a full disk, a read-only folder)
+
+
 def run_app(typer_app: typer.Typer, argv: list[str] | None, prog_name: str) -> None:
     """Run a typer app. A user error (bad input, missing file) prints one line and exits 2; a usage
     error prints click's usage message and exits 2; Ctrl-C exits 130 with a line on what was kept."""
     try:
         code = typer_app(args=argv, standalone_mode=False, prog_name=prog_name)
     except C4CError as exc:
-        from rich.markup import escape
+        _exit_with(exc)
+    except OSError as exc:  # a write the file system refused, found only while working: one line, exit 1
+        from c4c.atomic import DiskFull, disk_full_errno, write_failure
 
-        ui.console(stderr=True).print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False,
-                                      soft_wrap=True)  # escaped: a file name may hold [brackets]
-        sys.exit(getattr(exc, "exit_code", 2))  # 2: the input; 1: the machine (a full disk)
+        failure = write_failure(exc)
+        code = disk_full_errno(exc)
+        if failure is None and code is not None:
+            failure = DiskFull(getattr(exc, "filename", None) or "output", code)
+        if failure is None:
+            raise
+        _exit_with(failure)
     except KeyboardInterrupt as exc:
         _say_interrupted(exc)
         sys.exit(130)

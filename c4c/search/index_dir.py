@@ -45,6 +45,13 @@ def is_index_dir(path: Path) -> bool:
         return False
 
 
+def holds_only_an_index(path: Path) -> bool:
+    """Whether ``path`` is an index folder holding nothing but an index's own files (so it may be replaced
+    whole: a file someone put beside the index would go with it)."""
+    own = {MANIFEST_FILE, INDEX_FILE, IDS_FILE, MOMENTS_FILE}
+    return is_index_dir(path) and all(p.name in own for p in path.iterdir())
+
+
 def check_destination(out_dir: Path, overwrite: bool) -> None:
     """C4CError unless ``out_dir`` may receive an index: absent, empty, or (with ``overwrite``) an index."""
     if out_dir.exists() and not out_dir.is_dir():

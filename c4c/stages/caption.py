@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.atomic import write_json
-from c4c import option_rules
+from c4c import interrupt, option_rules
 from c4c.errors import C4CError
+from c4c.outputs import Output, guard, json_with_format
+from c4c.run_folder import guard_run
 from c4c.choices import DEFAULT_ALPHA
 from c4c.stages.pairs import dataset_options
 from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings, PairSettings
@@ -240,7 +242,8 @@ def evaluate_loss(model, dataset, *, batch_size: int, device: str, amp_ctx, weig
     model.eval()
     ce_sum, tokens, retrieval, batches = 0.0, 0, 0.0, 0
     with torch.no_grad():
-        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers):
+        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers,
+                                worker_init_fn=interrupt.ignore_in_child if workers else None):
             batch = {k: v.to(device) for k, v in batch.items()}
             with amp_ctx:
                 memory = model.encode_video(batch["video"], batch["video_mask"])
@@ -261,6 +264,12 @@ def evaluate_loss(model, dataset, *, batch_size: int, device: str, amp_ctx, weig
 
 
 def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = None) -> CaptionTrainResult:
+    """Train a captioner; evaluate the val token loss every epoch; keep the best weights in RUN/best."""
+    with guard_run(cfg.out, [cfg.ann, cfg.frames, cfg.init], command="c4c caption train"):
+        return _train(cfg, on_event)
+
+
+def _train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = None) -> CaptionTrainResult:
     """Train a captioner; evaluate the val token loss every epoch; keep the best weights in RUN/best."""
     from dataclasses import asdict
 
@@ -359,8 +368,21 @@ def _videos_to_caption(cfg: GenerateConfig, store) -> list:
     return check_videos(records, store, skip_missing=cfg.skip_missing, store_path=cfg.frames)
 
 
+def _captions_file(data: object) -> bool:
+    """Whether parsed JSON has the shape of captions.json: an object of video id -> caption."""
+    return isinstance(data, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
+
+
 def generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = None) -> GenerateResult:
     """Caption videos of FRAMES.h5 with a trained caption run; write captions.json and its meta file."""
+    out = Path(cfg.out)
+    outputs = [Output(out, "captions file", json_with_format(also=_captions_file)),
+               Output(meta_path(out), "captions meta file", json_with_format(CAPTIONS_FORMAT))]
+    with guard(outputs, [cfg.run, cfg.frames, cfg.ann], command="c4c caption generate"):
+        return _generate(cfg, on_event)
+
+
+def _generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = None) -> GenerateResult:
     import torch
     from torch.utils.data import DataLoader
 
@@ -392,8 +414,8 @@ def generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = None
     amp_ctx = autocast_context(amp, device)
     t0 = time.perf_counter()
     loader = DataLoader(evalset.video_dataset(), batch_size=cfg.batch_size, collate_fn=collate,
-                        num_workers=cfg.workers)
-    with torch.no_grad():
+                        num_workers=cfg.workers, worker_init_fn=interrupt.ignore_in_child if cfg.workers else None)
+    with torch.no_grad(), interrupt.graceful():  # Ctrl-C: stop after the batch in progress
         for batch in loader:
             with amp_ctx:
                 hyps = model.generate(batch["video"].to(device), batch["video_mask"].to(device), beam=cfg.beam,
@@ -402,6 +424,9 @@ def generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = None
             for i, text in zip(batch["index"].tolist(), texts):
                 captions[evalset.video_ids[i]] = text
             on_event({"event": "batch", "done": len(captions), "videos": total})
+            if len(captions) < total:
+                interrupt.stop_here(f"stopped after {len(captions)} of {total} videos; nothing was written (the "
+                                    "captions are written once every video has one)", path=cfg.out)
     seconds = time.perf_counter() - t0
     out = Path(cfg.out)
     write_json(out, captions)

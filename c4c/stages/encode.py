@@ -34,7 +34,7 @@ from typing import Callable
 
 from c4c.atomic import write_json
 from c4c.data.embeddings import FORMAT as EMB_FORMAT, partial_path
-from c4c import option_rules
+from c4c import interrupt, option_rules
 from c4c.errors import C4CError
 from c4c.outputs import Output, guard, hdf5_with_format, json_with_format
 
@@ -152,6 +152,16 @@ def _check(cfg: EncodeConfig) -> tuple[float | None, float | None]:
     return window, stride
 
 
+def _check_frame_rate(cfg: EncodeConfig, window: float, stride: float) -> tuple[float, float]:
+    """``(window, stride)`` checked against the frame rate stored in FRAMES: one frame interval at least."""
+    from c4c.search.moments import check_window
+    from c4c.video.store import FrameStore
+
+    with FrameStore(cfg.frames) as store:
+        fps = store.settings.fps
+    return check_window(window, stride, fps, path=cfg.frames)
+
+
 def load_model(cfg: EncodeConfig, device: str):
     """``(model in eval mode, the run's config or {}, ModelSource, checkpoint meta text)``."""
     from c4c.search.source import build_zero_shot, run_source, zero_shot_spec
@@ -193,6 +203,8 @@ def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> En
     if out.exists() and not cfg.overwrite:
         raise C4CError("output exists", path=out, hint="pass --overwrite to replace it, or choose another --out")
     window, stride = _check(cfg)
+    if window is not None:
+        window, stride = _check_frame_rate(cfg, window, stride)
     with guard(outputs(out), inputs(cfg), command="c4c encode"):
         return _encode(cfg, out, window, stride, on_event)
 
@@ -239,7 +251,8 @@ def _encode(cfg: EncodeConfig, out: Path, window: float | None, stride: float | 
     job = _Job(cfg=cfg, out=out, model=model, store=store, settings=settings, attrs=attrs, meta=meta,
                device=device, amp_ctx=amp_ctx, emit=emit, window=window, stride=stride)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = job.moments() if frame_by_frame else job.clips()
+    with interrupt.graceful():  # Ctrl-C: stop after the batch (the video) in progress, keeping what is written
+        result = job.moments() if frame_by_frame else job.clips()
     result.seconds = time.perf_counter() - t0
     result.model = source.describe()
     _write_summary(out, cfg, result)
@@ -317,9 +330,11 @@ class _Job:
                         feats = torch.nn.functional.normalize(feats, dim=-1)
                     writer.write_texts(int(batch["index"][0]), feats.cpu().numpy())
                     self.emit({"event": "texts", "n": len(feats)})
+                    self._stop_here(writer, len(texts), len(evalset.video_ids))
                 videos = evalset.video_dataset()
                 loader = DataLoader(Subset(videos, range(writer.videos_done, len(videos))),
-                                    batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
+                                    batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers,
+                                    worker_init_fn=interrupt.ignore_in_child if cfg.workers else None)
                 for batch in loader:
                     mask = batch["video_mask"].to(device)
                     frames_done += int(batch["video_mask"].sum())
@@ -331,6 +346,7 @@ class _Job:
                         writer.write_videos(int(batch["index"][0]), feats.cpu().numpy(),
                                             batch["video_mask"].numpy().astype(np.bool_))
                     self.emit({"event": "videos", "n": len(feats)})
+                    self._stop_here(writer, len(texts), len(evalset.video_ids))
             writer.finish()  # renames over an existing file only now (--overwrite)
         finally:
             writer.close()
@@ -378,8 +394,10 @@ class _Job:
         chunk = cfg.batch_size * s["max_frames"]  # frames per image-tower batch, one video's alone
         items = [(v, c, plans[v].frames[c * chunk:(c + 1) * chunk])
                  for v in range(v0, len(plans)) for c in range(-(-len(plans[v].frames) // chunk))]
+        workers = cfg.workers if len(items) > 1 else 0
         loader = DataLoader(_FrameChunks(self.store, [(plans[v].video_id, idx) for v, _, idx in items]),
-                            batch_size=None, num_workers=cfg.workers if len(items) > 1 else 0)
+                            batch_size=None, num_workers=workers,
+                            worker_init_fn=interrupt.ignore_in_child if workers else None)
         frames_done = 0
         pending: list[np.ndarray] = []
         pending_at = int(first_row[v0])
@@ -396,12 +414,16 @@ class _Job:
                         continue
                     pending.append(self._windows(torch.cat(parts), plans[v].members))
                     parts = []
-                    if v == len(plans) - 1 or sum(len(p) for p in pending) >= ROWS_PER_WRITE:
+                    stop = interrupt.requested() and v < len(plans) - 1  # Ctrl-C: keep the whole videos done
+                    if stop or v == len(plans) - 1 or sum(len(p) for p in pending) >= ROWS_PER_WRITE:
                         block = np.concatenate(pending)
                         writer.write_videos(pending_at, block)
                         pending_at += len(block)
                         pending = []
                     self.emit({"event": "videos", "n": 1})
+                    if stop:
+                        raise interrupt.Interrupted(f"kept the embeddings of {v + 1} of {len(plans)} videos in "
+                                                    f"{partial_path(self.out).name}", path=self.out)
             if writer.videos_done != len(row_ids):
                 raise RuntimeError(f"wrote {writer.videos_done} of {len(row_ids)} rows")
             writer.finish()
@@ -409,6 +431,11 @@ class _Job:
             writer.close()
         return EncodeResult(out=self.out, videos=len(plans), texts=0, sim=model.sim, resumed=writer.resumed,
                             seconds=0.0, rows=len(row_ids), frames=frames_done)
+
+    def _stop_here(self, writer, texts: int, videos: int) -> None:
+        """A safe point of the clip-by-clip path: after a Ctrl-C, stop with every written batch kept."""
+        interrupt.stop_here(lambda: f"kept {writer.texts_done} of {texts} texts and {writer.videos_done} of {videos} "
+                                    f"videos encoded in {partial_path(self.out).name}", path=self.out)
 
     def _windows(self, feats, members: list) -> "np.ndarray":
         """L2-normalised embeddings ``[W, D]`` of a video's windows from its frame features ``[U, D]``."""

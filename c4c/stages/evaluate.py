@@ -26,6 +26,7 @@ from c4c.atomic import write_json
 from c4c.choices import RERANKERS
 from c4c import option_rules
 from c4c.errors import C4CError
+from c4c.outputs import Output, guard, json_with_format
 from c4c.model.inference import LooseScores, tight_matrix
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,23 @@ def _rerank_metrics(method: str, sim: np.ndarray, groups: np.ndarray, cfg: Evalu
     return {"t2v": both["t2v"], "v2t": both["v2t"], "transductive": method in TRANSDUCTIVE, "params": params}
 
 
+METRICS_FORMAT = "c4c-retrieval-metrics"  # metrics.json
+
+
+def metrics_path(cfg: EvaluateConfig) -> Path:
+    """Where the metrics go: ``--out``, else ``metrics.json`` beside EMB.h5."""
+    return Path(cfg.out) if cfg.out else Path(cfg.emb).with_name("metrics.json")
+
+
 def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> EvaluateResult:
     """Score the embedding file, print nothing, write the metrics JSON and return it."""
+    out = Output(metrics_path(cfg), "metrics file", json_with_format(
+        METRICS_FORMAT, also=lambda d: isinstance(d, dict) and {"t2v", "v2t", "protocol"} <= d.keys()))
+    with guard([out], [cfg.emb, cfg.bank, cfg.run], command="c4c evaluate"):
+        return _score(cfg, on_event)
+
+
+def _score(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None) -> EvaluateResult:
     from c4c.data.embeddings import Embeddings
     from c4c.metrics.retrieval import blockwise_metrics, matrix_metrics
 
@@ -162,7 +178,7 @@ def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> 
         sim = tight_matrix(loaded.model, text, frames, mask, device=device, pair_chunk=cfg.pair_chunk,
                            on_block=lambda n: emit({"event": "pairs_done", "n": n}))
         raw = matrix_metrics(sim, groups, chunk=cfg.chunk, ties=cfg.ties)
-    metrics: dict = {"t2v": raw["t2v"], "v2t": raw["v2t"], "protocol": raw["protocol"], "ties": cfg.ties,
+    metrics: dict = {"format": METRICS_FORMAT, "format_version": 1, "t2v": raw["t2v"], "v2t": raw["v2t"], "protocol": raw["protocol"], "ties": cfg.ties,
                      "texts": nt, "videos": nv, "sim": emb.sim, "emb": str(Path(cfg.emb).resolve()),
                      "run": emb.attrs.get("run"), "dataset": emb.attrs.get("dataset"),
                      "split": emb.attrs.get("split"), "rerank": {}}
@@ -175,7 +191,7 @@ def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> 
             metrics["rerank"][method] = _rerank_metrics(method, sim, groups, cfg, bank, emb.logit_scale)
             emit({"event": "rerank", "method": method})
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
-    out = Path(cfg.out) if cfg.out else Path(cfg.emb).with_name("metrics.json")
+    out = metrics_path(cfg)
     write_json(out, metrics)
     return EvaluateResult(metrics=metrics, out=out, seconds=metrics["seconds"])
 

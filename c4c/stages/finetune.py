@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings, PairSettings
+from c4c.run_folder import guard_run
 from c4c.train.start import TrainResult
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,12 @@ def build_model(cfg: FinetuneConfig, device: str):
 
 
 def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> FinetuneResult:
+    """Train, evaluate every epoch on the selection split, keep the best weights (one writer per run folder)."""
+    with guard_run(cfg.out, [cfg.ann, cfg.frames, cfg.init], command="c4c finetune"):
+        return _finetune(cfg, on_event)
+
+
+def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> FinetuneResult:
     """Train, evaluate every epoch on the selection split, keep the best weights."""
     from dataclasses import asdict
 

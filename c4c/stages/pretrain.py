@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.errors import C4CError
+from c4c.run_folder import guard_run
 from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,12 @@ def build_corpus(cfg: PretrainConfig, store):
 
 
 def run(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> PretrainResult:
+    """Post-pretrain for ``cfg.steps`` optimiser steps (or up to ``cfg.max_steps`` of them) and checkpoint."""
+    with guard_run(cfg.out, [cfg.ann, cfg.frames, cfg.init], command="c4c pretrain"):
+        return _pretrain(cfg, on_event)
+
+
+def _pretrain(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> PretrainResult:
     """Post-pretrain for ``cfg.steps`` optimiser steps (or up to ``cfg.max_steps`` of them) and checkpoint."""
     from c4c.data.howto import HowToClips, MergeRule
     from c4c.data.text import CaptionTokenizer

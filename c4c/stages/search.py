@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.errors import C4CError
-from c4c.search.index_dir import index_meta, settings_of
+from c4c.outputs import Output, guard
+from c4c.search.index_dir import holds_only_an_index, index_meta, settings_of
 from c4c.search.moments import Moment
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ class IndexResult:
 
 def build(cfg: IndexConfig, progress: Callable | None = None) -> IndexResult:
     """Index the video rows of ``cfg.emb`` into ``cfg.out``."""
+    out = Output(Path(cfg.out), "index folder", holds_only_an_index, folder=True)
+    with guard([out], [cfg.emb], command="c4c index"):
+        return _build(cfg, progress)
+
+
+def _build(cfg: IndexConfig, progress: Callable | None = None) -> IndexResult:
     from c4c.data.embeddings import Embeddings
     from c4c.search.index import build_index
     from c4c.search.moments import RowTable
@@ -175,6 +182,21 @@ class Searcher:
         with self._threads(), torch.inference_mode():
             feats = self.model.encode_text(ids.to(self.device)).float()
             return torch.nn.functional.normalize(feats, dim=-1).cpu().numpy()
+
+    def query_warnings(self, queries: list[str]) -> list[str | None]:
+        """Per query: what was left out when it is longer than the text tower reads (only its first
+        tokens are searched), else None."""
+        warnings: list[str | None] = []
+        for query in queries:
+            cut = self.tokenizer.overflow(query)
+            if cut is None:
+                warnings.append(None)
+                continue
+            read, total, text = cut
+            tail = text if len(text) <= 60 else "…" + text[-59:]
+            warnings.append(f"query cut: the text tower reads {read} of its {total} tokens, up to \"{tail}\"; "
+                            "the rest was not searched")
+        return warnings
 
     def search(self, queries: list[str], k: int = 10, group: str = "moment") -> list[list[Moment]]:
         """The ``k`` best moments of each query, best first (``group``: ``moment`` merges overlapping
