@@ -9,8 +9,11 @@ from typing import Optional
 
 import typer
 
+from c4c import option_rules
 from c4c.cli import options as opt
 from c4c.cli import ui
+
+MINI_RULES = {"seeds": option_rules.count(1, 100), "threads": option_rules.count(0, 1024)}
 
 app = typer.Typer(add_completion=False, no_args_is_help=False)
 
@@ -57,10 +60,7 @@ def mini(
     """
     import time
 
-    from c4c import option_rules
-
-    option_rules.check_all({"seeds": seeds, "threads": threads},
-                           {"seeds": option_rules.count(1, 100), "threads": option_rules.count(0, 1024)})
+    option_rules.check_all({"seeds": seeds, "threads": threads}, MINI_RULES)
     from c4c.mini import experiments
     from c4c.mini.config import MiniConfig, quick_config
 

@@ -6,7 +6,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from c4c import choices
+from c4c import choices, option_rules
 from c4c.stages.caption import GenerateConfig
 from c4c.stages.encode import EncodeConfig
 from c4c.cli import options as opt
@@ -320,6 +320,10 @@ def _clock(seconds: float | None) -> str:
     return f"{minutes:d}:{rest:04.1f}" if not hours else f"{hours:d}:{minutes:02d}:{rest:04.1f}"
 
 
+# `c4c search`'s one number: more results than this per query is a typo.
+SEARCH_RULES = {"-k": option_rules.count(1, 10_000)}
+
+
 def search_cmd(
     index: Annotated[Path, typer.Argument(help="Index folder from `c4c index` (or a library folder).")],
     queries: Annotated[List[str], typer.Argument(help="One or more text queries.")],
@@ -351,7 +355,7 @@ def search_cmd(
     """
     from c4c import option_rules
 
-    option_rules.check("-k", k, option_rules.count(1, 10_000))
+    option_rules.check_all({"-k": k}, SEARCH_RULES)
     from c4c.stages import search
 
     ui.setup_logging(quiet or as_json)

@@ -5,8 +5,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from c4c import option_rules
 from c4c.cli import options as opt
 from c4c.cli import ui
+
+
+SERVE_RULES = {"port": option_rules.count(0, 65535)}   # 0: a free port
 
 
 def serve_cmd(
@@ -37,9 +41,7 @@ def serve_cmd(
 
         c4c serve my_library --host 0.0.0.0 --port 8000
     """
-    from c4c import option_rules
-
-    option_rules.check("port", port, option_rules.count(0, 65535))
+    option_rules.check_all({"port": port}, SERVE_RULES)
     from c4c.serve.app import create_app
     from c4c.serve.server import bind, is_loopback, make_server, url_of
     from c4c.stages.search import Searcher
