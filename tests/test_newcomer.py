@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -121,3 +124,38 @@ def test_the_warning_is_said_when_the_run_is_made_and_not_by_what_loads_it(data,
         _encode(data, run_dir, tmp_path / "e.h5")
         _train(data, run_dir, resume=True)
     assert _warnings(caplog) == []
+
+
+# --- --help at 80 columns --------------------------------------------------------------------------
+
+def _commands():
+    import typer.main
+
+    from c4c.cli.app import app
+
+    def walk(group, path):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from walk(command, path + [name])
+            else:
+                yield path + [name], command
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("path", [" ".join(p) for p, _ in _commands()])
+def test_help_at_80_columns_shows_every_option_name_whole_and_no_bool_metavar(path):
+    command = dict((" ".join(p), c) for p, c in _commands())[path]
+    env = {**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    done = subprocess.run([sys.executable, "-m", "c4c.cli", *path.split(), "--help"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert max(len(line) for line in text.splitlines()) <= 80
+    names = [n for p in command.params if not getattr(p, "hidden", False)
+             for n in (*p.opts, *getattr(p, "secondary_opts", [])) if n.startswith("-")]
+    assert names
+    missing = [n for n in names if not any(n in line.replace(",", " ").replace("/", " ").split()
+                                           for line in text.splitlines())]
+    assert missing == []
+    assert "<bool>" not in text and "…" not in text
