@@ -168,6 +168,7 @@ def extract_cmd(
                                    ffmpeg_threads=ffmpeg_threads, commit_every=commit_every, batch=batch,
                                    shards=shards, wait=wait,
                                    shard_index=None if shard_index is None else shard_sets.parse_shard_index(shard_index))
+    option_rules.check_all(config, extract.RULES)  # before the progress bar
     log = logging.getLogger("c4c.extract")
     with ui.progress(quiet, "videos") as bar:
         task = None

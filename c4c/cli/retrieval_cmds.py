@@ -66,6 +66,7 @@ def encode_cmd(
                               checkpoint=checkpoint,
                               max_words=max_words, max_frames=max_frames, sampling=sampling, fps=fps,
                               batch_size=batch_size, **settings)
+    option_rules.check_all(cfg, encode.RULES)  # before the progress bar and the model
     with ui.progress(quiet, "items") as bar:
         tasks: dict[str, int] = {}
 

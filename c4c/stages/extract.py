@@ -28,11 +28,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from c4c import interrupt
 from c4c.atomic import DiskFull, disk_full_is_an_error, write_json, write_text
 from c4c.choices import CODECS
 from c4c.datasets.records import check_video_id
 from c4c import option_rules
 from c4c.errors import C4CError
+from c4c.outputs import Output, check_outputs
 from c4c.video import layout, shards, staging
 from c4c.lock import writer_lock
 # index_shards and parse_shard_index: `c4c extract --index DIR` and `--shard-index` call them through here
@@ -260,6 +262,10 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
     t0 = time.perf_counter()
     settings = _validate(config)
     out = config.out
+    # not over its videos or annotations, and writable (the store's own format is checked as it is opened,
+    # under its writer lock, below)
+    check_outputs([Output(Path(out), "frame store", lambda path: True, folder=out.is_dir() or bool(config.shards))],
+                  [config.source, config.videos_dir])
     if config.dataset is None:
         if not config.source.is_dir():
             raise C4CError("is a file: pass a folder of videos, or an annotation file with --dataset",
@@ -308,7 +314,8 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
             result.shards = list(targets.values()) if count else []
             if on_start:
                 on_start(len(pending), result.skipped)
-            _extract_pending(config, settings, pending, target_of, result, on_video)
+            with interrupt.graceful():  # Ctrl-C: stop after the running ffmpegs, keeping every finished video
+                _extract_pending(config, settings, pending, target_of, result, on_video)
         finally:
             if count:
                 shards.unmark_running(targets.values())
@@ -359,8 +366,13 @@ def _extract_pending(config: ExtractConfig, settings: layout.StoreSettings, pend
     """Decode ``pending`` into the parts folders of their stores, merging as configured."""
     unmerged: dict[Path, dict[str, Path]] = {}
     written: dict[Path, dict[str, Path]] = {}  # parts this run wrote: merged without reading them back
+    ended = 0  # videos of ``pending`` extracted or failed
 
     def record(outcome: Outcome) -> None:
+        nonlocal ended
+        if not outcome.ok and interrupt.requested():
+            return  # its ffmpeg was stopped by the Ctrl-C, not by the video: left for the next run
+        ended += 1
         if outcome.ok:
             result.done += 1
             result.frames += outcome.frames
@@ -408,6 +420,11 @@ def _extract_pending(config: ExtractConfig, settings: layout.StoreSettings, pend
                 pass
     if full is not None:
         raise _stopped_by_full_disk(full, kept, result)
+    if interrupt.requested() and ended < len(pending):  # stopped by Ctrl-C before the last video
+        where = "the store" if len(targets) <= 1 else f"the {len(targets)} shard files"
+        kept = f"kept the {staging.count_videos(result.done)} extracted by this run in {where}" if result.done else \
+            "no video was finished by this run"
+        raise interrupt.Interrupted(f"{kept}; {len(pending) - ended} not extracted yet", path=result.out)
 
 
 def _stopped_by_full_disk(exc: DiskFull, kept: dict[Path, int], result: ExtractResult) -> DiskFull:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from c4c.atomic import TEMP_MARK, write_json
 from c4c.errors import C4CError
+from c4c.outputs import Output, folder_holding, guard
 from c4c.synth.video_writer import encode_video
 
 if TYPE_CHECKING:
@@ -29,7 +30,9 @@ def write_videos(out_dir: Path, meta: dict[str, Any], videos: Sequence[Any],
                  on_video: Callable[[int, int], None] | None = None) -> int:
     """Write ``synth.json`` (``meta``, ``indent`` spaces) and encode every missing video of ``videos`` into
     ``out_dir/videos``; return how many were encoded. See :func:`prepare` and :func:`encode_missing`."""
-    return encode_missing(prepare(out_dir, meta, indent=indent), videos, render, config, on_video)
+    dataset = Output(Path(out_dir), "synthetic dataset folder", folder_holding(META), folder=True)
+    with guard([dataset], command="c4c synth"):
+        return encode_missing(prepare(out_dir, meta, indent=indent), videos, render, config, on_video)
 
 
 def prepare(out_dir: Path, meta: dict[str, Any], *, indent: int) -> Path:
