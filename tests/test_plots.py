@@ -176,3 +176,41 @@ def test_importing_the_plot_modules_loads_no_matplotlib():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _epoch(epoch: int, step: int, r1: float, best: bool = False) -> dict:
+    return {"event": "epoch", "epoch": epoch, "step": step, "metrics": {"t2v": {"R@1": r1}, "split": "val"},
+            "best": best}
+
+
+def test_the_step_count_is_the_runs_optimiser_steps_not_its_logged_lines(tmp_path, capsys):
+    # 8 optimiser steps, logged every 4: two step lines
+    folder = _crafted(tmp_path / "eight", "retrieval", [_step(4, 2.9), _epoch(0, 4, 10.0),
+                                                         _step(8, 2.8, epoch=1), _epoch(1, 8, 12.0, best=True)])
+    assert read_curves(folder).optimiser_steps == 8
+    main(["plot", str(folder), "--out", str(tmp_path / "c.png")])
+    assert "retrieval, 8 steps" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c.json").read_text())["runs"][0]["optimiser_steps"] == 8
+
+
+def test_a_run_with_one_point_is_drawn_over_a_run_with_more(tmp_path):
+    import numpy as np
+
+    one = _crafted(tmp_path / "one", "retrieval", [_step(4, 2.9), _epoch(0, 4, 10.0)])
+    two = _crafted(tmp_path / "two", "retrieval", [_step(4, 2.9), _epoch(0, 4, 10.0), _step(8, 2.8, epoch=1),
+                                                   _epoch(1, 8, 12.0)])
+    result = plot_runs([one, two], tmp_path / "c.png")  # "one" is first: the first colour, C0
+    with Image.open(result.png) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    panels = pixels[: int(pixels.shape[0] * 0.8)]  # above the legend, which shows every run anyway
+    c0 = np.array([0x1F, 0x77, 0xB4])
+    assert (np.abs(panels - c0).sum(axis=-1) < 40).sum() > 20  # its point shows in both panels
+
+
+def test_caption_and_retrieval_losses_get_a_panel_each(tmp_path):
+    retrieval = _crafted(tmp_path / "ret", "retrieval", [_step(1, 2.9), _step(2, 2.8)])
+    caption = _crafted(tmp_path / "cap", "caption", [_step(1, 13.4), _step(2, 13.1)])
+    both = plot_runs([retrieval, caption], tmp_path / "both.png")
+    assert both.panels == ["training contrastive loss per logged step", "training caption loss per logged step"]
+    alone = plot_runs([retrieval], tmp_path / "alone.png")
+    assert alone.panels == ["training loss per logged step"]

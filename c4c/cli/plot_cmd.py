@@ -17,9 +17,11 @@ def plot_cmd(
 ) -> None:
     """Plot training curves: the loss per logged step and, per epoch, the metric the run selects on.
 
-    Retrieval runs show val t2v R@1 per epoch (test R@1 with --select-on test), caption runs the val
-    caption loss; pretraining runs have the loss only. The kept (best) epoch is circled. One colour per
-    run, named by its folder. A run still training can be plotted: its curves so far.
+    Losses of different kinds (contrastive for retrieval and pretraining, token cross entropy for
+    captioning) get a panel each. Retrieval runs show val t2v R@1 per epoch (test R@1 with --select-on
+    test), caption runs the val caption loss; pretraining runs have the loss only. The kept (best) epoch
+    is circled. One colour and marker per run, named by its folder. A run still training can be
+    plotted: its curves so far.
 
     Examples:
 
@@ -35,7 +37,7 @@ def plot_cmd(
     result = plot_runs(list(runs), out)
     rows: list[tuple[str, object]] = []
     for c in result.runs:
-        summary = f"{c.task}, {len(c.step)} steps"
+        summary = f"{c.task}, {c.optimiser_steps} steps"  # the optimiser's, not the logged lines
         last = next((v for v in reversed(c.loss) if v is not None), None)
         if last is not None:
             summary += f", loss {last:.3f}"
