@@ -128,13 +128,14 @@ def test_a_killed_update_resumes_and_ends_as_an_uninterrupted_one(clips, tmp_pat
     assert _answers(tmp_path / "lib", clips["captions"]) == _answers(tmp_path / "fresh", clips["captions"])
 
 
-def test_a_broken_file_is_reported_not_retried_and_picked_up_once_fixed(clips, tmp_path):
+def test_a_broken_file_is_reported_tried_again_and_picked_up_once_fixed(clips, tmp_path):
     folder = _folder(tmp_path, clips["videos"][:2])
     (folder / "broken.mp4").write_bytes(b"not a video")
     first = _update(folder, tmp_path / "lib", **ZERO_SHOT)
     assert first.videos == 2 and [Path(f).name for f, _ in first.failed] == ["broken.mp4"]
     again = _update(folder, tmp_path / "lib")
-    assert again.added == 0 and [Path(f).name for f, _ in again.failed] == ["broken.mp4"]
+    assert (again.added, again.changed, again.retried) == (0, 0, 1)  # the next run tries it again, once
+    assert [Path(f).name for f, _ in again.failed] == ["broken.mp4"] and again.videos == 2
     _change(folder / "broken.mp4", clips["videos"][3])
     fixed = _update(folder, tmp_path / "lib")
     assert fixed.changed == 1 and fixed.failed == [] and fixed.videos == 3

@@ -222,7 +222,8 @@ def index_cmd(
     window: opt.Window = None,
     stride: opt.Stride = None,
     fps: Annotated[Optional[float], typer.Option(help="Folder of videos: frames stored per second [default: 1].")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Folder of videos: stored frame size in pixels [default: 224].")] = None,
+    size: Annotated[Optional[int], typer.Option(
+        help="Folder of videos: stored frame size in pixels [default: the model's image size].")] = None,
     max_frames: Annotated[Optional[int], typer.Option(
         help="Folder of videos: frames per video or window [default: the run's; zero-shot 12].")] = None,
     batch_size: Annotated[int, typer.Option(help="Folder of videos: clips per batch when encoding.")] = 64,
@@ -238,8 +239,11 @@ def index_cmd(
     `c4c search` encodes queries with the same text tower. A folder of videos: OUT becomes a library
     that extracts, encodes (--run RUN, or zero-shot --clip) and indexes every video; run the same
     command again after files are added, changed or removed and only those are done (the model and
-    window settings are kept in OUT; an updated library answers exactly as one built afresh). With
-    faiss-gpu and a GPU, flat and IVF indexes are searched on the GPU.
+    window settings are kept in OUT once a build with them has encoded videos; an updated library
+    answers exactly as one built afresh). The model's weights are resolved before any video is
+    extracted. Videos that fail (corrupt, truncated, not a video) do not stop the others: they are
+    listed, the others are indexed and kept, the exit status is 1, and the next run tries them again.
+    With faiss-gpu and a GPU, flat and IVF indexes are searched on the GPU.
 
     Examples:
 
@@ -310,6 +314,10 @@ def _index_folder(videos: Path, out: Path, *, quiet: bool, **options) -> None:
                                  ("failed", len(result.failed)), ("up to date" if up_to_date else "index rebuilt",
                                                                   "yes" if up_to_date else str(result.indexed).lower()),
                                  ("seconds", f"{result.seconds:.1f}")])
+    if result.failed:  # the rule of every command with many inputs: the good ones kept, exit 1
+        ui.warn(f"{len(result.failed)} video(s) could not be indexed; the others are searchable, and the next "
+                "`c4c index` of this folder tries the failed ones again")
+        raise typer.Exit(code=1)
 
 
 def _clock(seconds: float | None) -> str:

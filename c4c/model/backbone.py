@@ -168,6 +168,38 @@ def resolve_activation(clip: str, pretrained: str, activation: str = "auto") -> 
     return ("quickgelu" if _config_quick_gelu(clip) else "gelu"), f"the model config {clip}"
 
 
+def check_clip(clip: str, pretrained: str, activation: str = "auto") -> int:
+    """What :func:`build_clip` would need, resolved without building (offline too): the model config,
+    the weights (a file, or a tag already cached or reachable) and the activation. Returns the model's
+    image size; a C4CError says what is missing. A missing weights file fails before open_clip is imported."""
+    pre = str(pretrained).strip()
+    if pre.lower() not in ("none", "") and ("/" in pre or os.sep in pre or Path(pre).suffix in WEIGHT_SUFFIXES) \
+            and not Path(pre).is_file():
+        raise C4CError("weights file not found", path=pre,
+                       hint="pass an existing weights file, an open_clip tag, or --pretrained none")
+    if clip in BUILTIN or clip.endswith(".json"):
+        cfg = _load_json_config(BUILTIN.get(clip, Path(clip)))
+    else:
+        import open_clip
+
+        if clip not in open_clip.list_models():
+            raise C4CError(f"unknown CLIP model {clip!r}", hint="use an open_clip model name such as ViT-B-32, "
+                           "ViT-B-16, 'tiny', or a path to a JSON model config")
+        cfg = open_clip.get_model_config(clip) or {}
+        if pre.lower() not in ("none", "") and not Path(pre).exists() and _resolve_tag(clip, pre) is None \
+                and not hub_reachable():
+            raise C4CError(
+                f"the weights for {clip} / {pre!r} are not in the local cache and the model hub cannot be "
+                "reached", hint=f"download {weights_source(clip, pre)} on a machine with internet and pass "
+                "--pretrained PATH (with --activation for a plain state dict), or --pretrained none for random init")
+    resolve_activation(clip, pre, activation)
+    size = (cfg.get("vision_cfg") or {}).get("image_size", 224)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
 def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: str = "cpu", fp16_weights: bool = False,
                activation: str = "auto"):
     """Return ``(open_clip CLIP model in train mode, BackboneInfo)``.

@@ -87,8 +87,8 @@ class CLIP4Clip(nn.Module):
                 _RESIZES_WARNED.add(key)
                 log.warning("frames are %dx%d px but the model takes %d px: every frame is resized (bicubic) on "
                             "each step, which costs time and differs from frames extracted at that size; "
-                            "`c4c extract --size %d` stores them ready", key[1], key[0], self.image_size,
-                            self.image_size)
+                            "frames stored at --size %d (of `c4c extract`, or of a new `c4c index` library) "
+                            "are ready", key[1], key[0], self.image_size, self.image_size)
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", antialias=True,
                               align_corners=False).clamp_(0, 255)
         return x.mul_(self.pixel_scale).sub_(self.pixel_shift)

@@ -2,7 +2,8 @@
 
 The first run extracts, encodes and indexes every video of the folder. A later run looks at the
 folder again and does only what changed: new files are extracted and encoded, files whose size or
-modification time changed are done again, removed files leave the index. The index is then rebuilt
+modification time changed are done again, files that failed are tried again, removed files leave the
+index. The index is then rebuilt
 from the stored embeddings (no model work), with its rows in one canonical order (video id, start),
 so an updated library answers exactly as one built from scratch over the same folder: a video's
 embeddings do not depend on which other videos were encoded with it (c4c.stages.encode), and faiss
@@ -12,6 +13,10 @@ retrained or rebuilt over all rows on each update, which costs their build time 
 
 A killed run resumes: ``library.json`` is replaced atomically after every step, extraction and
 encoding resume from their own partial files, and the index folder is replaced atomically.
+
+The settings (model, window, fps, size, frames) are the library's own once a build with them has
+encoded videos; before that (a first build that failed, e.g. weights missing offline), the settings
+given next replace them. The model is resolved before any video is extracted.
 
 Layout of LIBRARY/ (format ``c4c-library`` version 1, data/README.md)::
 
@@ -30,7 +35,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -96,6 +101,7 @@ class LibraryResult:
     added: int = 0
     changed: int = 0
     removed: int = 0
+    retried: int = 0                      # videos that had failed before, tried again
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file or id, reason) found this run
     indexed: bool = False                 # the index was (re)built
     seconds: float = 0.0
@@ -139,14 +145,27 @@ def _save(out: Path, state: dict) -> None:
     write_json(out / STATE_FILE, state)
 
 
-def _settings(cfg: LibraryConfig, state: dict | None) -> dict:
-    """The library's settings: the stored ones, checked against what ``cfg`` asks; or a new library's."""
-    from c4c.search.moments import check_window
+def _asked(cfg: LibraryConfig) -> dict:
+    """The model and extraction settings ``cfg`` asks for (None: not given)."""
+    return {"run": str(Path(cfg.run).resolve()) if cfg.run is not None else None, "checkpoint": cfg.checkpoint,
+            "clip": cfg.clip, "pretrained": cfg.pretrained, "activation": cfg.activation, "window": cfg.window,
+            "stride": cfg.stride, "fps": cfg.fps, "size": cfg.size, "max_frames": cfg.max_frames}
 
-    asked = {"run": str(Path(cfg.run).resolve()) if cfg.run is not None else None, "checkpoint": cfg.checkpoint,
-             "clip": cfg.clip, "pretrained": cfg.pretrained, "activation": cfg.activation, "window": cfg.window,
-             "stride": cfg.stride, "fps": cfg.fps, "size": cfg.size, "max_frames": cfg.max_frames}
-    if state is not None:
+
+def is_settled(state: dict) -> bool:
+    """Whether the library's settings are its own for good: a build with them has encoded videos. Until
+    then (a first build that failed or was stopped early) the settings given next replace the recorded ones."""
+    return state.get("model") is not None
+
+
+def _settings(cfg: LibraryConfig, state: dict | None) -> dict:
+    """The library's settings: the stored ones, checked against what ``cfg`` asks; or a new library's.
+    A library whose first build did not get as far as encoding takes the settings given now as a new one
+    would (none given: those it recorded, so a stopped first build goes on). The model is resolved here
+    (weights, config, activation; offline too), so a missing weights file stops the command before any
+    video is extracted."""
+    asked = _asked(cfg)
+    if state is not None and is_settled(state):
         have = state["settings"]
         differ = [f"--{k.replace('_', '-')} {asked[k]} (the library: {have.get(k)})" for k in MODEL_SETTINGS
                   if asked[k] is not None and asked[k] != have.get(k)]
@@ -159,6 +178,16 @@ def _settings(cfg: LibraryConfig, state: dict | None) -> dict:
                            hint="leave those options out (the library keeps its own), or choose a new --out")
         return {**have, "kind": cfg.kind or have.get("kind", "flat"),
                 "params": cfg.params if cfg.params is not None else have.get("params", {})}
+    if state is not None and all(v is None for v in asked.values()):
+        # the first build stopped before encoding and no setting is given: it goes on with its own
+        have = state["settings"]
+        asked = {k: have.get(k) for k in asked}
+        asked.update({"pretrained": None, "activation": None} if asked["run"] else {"checkpoint": None})
+        cfg = replace(cfg, **asked,
+                      kind=cfg.kind or state["settings"].get("kind"),
+                      params=cfg.params if cfg.params is not None else state["settings"].get("params"))
+    from c4c.search.moments import check_window
+
     if (cfg.run is None) == (cfg.clip is None):
         raise C4CError("a new library needs a model: --run RUN_DIR (a trained run) or --clip NAME (zero-shot)"
                        if cfg.run is None else "--run and --clip are mutually exclusive: a run brings its own model",
@@ -171,13 +200,31 @@ def _settings(cfg: LibraryConfig, state: dict | None) -> dict:
     settings = {**asked, "window": window, "stride": stride}
     for key in ("checkpoint",) if cfg.run is not None else ("pretrained", "activation"):
         settings[key] = settings[key] if settings[key] is not None else DEFAULTS[key]
+    if cfg.clip is not None and Path(settings["pretrained"]).is_file():
+        settings["pretrained"] = str(Path(settings["pretrained"]).resolve())
+    image_size = _check_model(settings)
     settings["fps"] = float(cfg.fps) if cfg.fps is not None else DEFAULTS["fps"]
-    settings["size"] = int(cfg.size) if cfg.size is not None else DEFAULTS["size"]
-    if cfg.clip is not None and cfg.pretrained is not None and Path(cfg.pretrained).is_file():
-        settings["pretrained"] = str(Path(cfg.pretrained).resolve())
+    settings["size"] = int(cfg.size) if cfg.size is not None else image_size
     settings["kind"] = cfg.kind or DEFAULTS["kind"]
     settings["params"] = dict(cfg.params or {})
     return settings
+
+
+def _check_model(settings: dict) -> int:
+    """Resolve the library's model without building it (a run and its checkpoint; or CLIP's config,
+    weights and activation, offline too); returns the model's image size. C4CError when it cannot be had."""
+    from c4c.model.backbone import check_clip
+
+    if settings.get("run"):
+        from c4c.run_folder import RunFolder
+
+        folder = RunFolder(Path(settings["run"]))
+        if not folder.is_run():
+            raise C4CError("not a run folder (no config.json)", path=folder.path,
+                           hint="--run takes the folder `c4c finetune --out` wrote")
+        folder.checkpoint(settings.get("checkpoint") or "best")
+        return check_clip(folder.model_spec().clip, "none")
+    return check_clip(settings["clip"], settings.get("pretrained") or "openai", settings.get("activation") or "auto")
 
 
 @contextmanager
@@ -243,6 +290,11 @@ def update(cfg: LibraryConfig, on_event: Callable[[dict], None] | None = None) -
     settings_of(settings["kind"], settings["params"])  # unknown parameters fail before any work
     result = LibraryResult(out=out)
     with _locked(out):
+        if state is not None and not is_settled(state) \
+                and any(settings.get(k) != state["settings"].get(k) for k in MODEL_SETTINGS):
+            log.info("the library's first build did not finish: starting it again with the settings given now")
+            shutil.rmtree(out / PARTS_DIR, ignore_errors=True)  # frames of other settings: not reusable
+            state = None
         if state is None:
             state = {"format": FORMAT, "version": FORMAT_VERSION, "videos_dir": str(videos.resolve()),
                      "settings": settings, "model": None, "videos": {}, "failed": {}, "pending": None,
@@ -252,21 +304,30 @@ def update(cfg: LibraryConfig, on_event: Callable[[dict], None] | None = None) -
             log.warning("the library was made from %s; updating it from %s", state["videos_dir"], videos.resolve())
             state["videos_dir"] = str(videos.resolve())
         _save(out, state)
+        tried: set[str] = set()  # the videos this run extracts
         while True:
             if state["pending"] is not None:
+                tried |= set(state["pending"]["videos"])
                 _finish_part(cfg, out, state, emit)
             found, bad = _scan(videos)
             known = {**state["failed"], **state["videos"]}
-            todo = {v: f for v, f in sorted(found.items()) if v not in known or not _same_file(f, known[v])}
+            # new and changed files, and once per run the files that failed before (one rule for every
+            # command that takes many inputs: the failed ones are retried by the next run)
+            todo = {v: f for v, f in sorted(found.items()) if v not in known or not _same_file(f, known[v])
+                    or v in state["failed"] and v not in tried}
             gone = sorted(v for v in known if v not in found)
             if todo:
+                again = {v for v in todo if v in state["failed"] and _same_file(todo[v], state["failed"][v])}
+                tried |= set(todo)
+                result.retried += len(again)
                 result.added += sum(v not in known for v in todo)
-                result.changed += sum(v in known for v in todo)
+                result.changed += sum(v in known and v not in again for v in todo)
                 name = f"part-{state['next_part']:06d}"
                 state["next_part"] += 1
                 state["pending"] = {"name": name, "videos": todo}
                 _save(out, state)
-                log.info("%s: %d new and %d changed videos", name, result.added, result.changed)
+                log.info("%s: %d new, %d changed and %d failed before", name, result.added, result.changed,
+                         result.retried)
                 continue  # the loop finishes the part, then looks at the folder again
             if gone:
                 result.removed += len(gone)
@@ -305,6 +366,7 @@ def _finish_part(cfg: LibraryConfig, out: Path, state: dict, emit: Callable[[dic
 
     part = state["pending"]
     s = state["settings"]
+    _check_model(s)  # the weights are still there: before any video is extracted
     folder = _part_dir(out, part["name"])
     staging = folder / "videos"
     staging.mkdir(parents=True, exist_ok=True)
