@@ -24,6 +24,11 @@ interrupted encode resumes; the finished file is renamed into place.
 
 Version 1 files (no start/end/source, no model) still read: their spans are NaN, their sources "",
 and their model is the run and checkpoint they name.
+
+Rows are checked on write and on read (:func:`span_problem`, :func:`vector_problem`): a span is
+``0 <= start < end`` in finite seconds, or unknown (both NaN; not in a ``moments`` file); an
+embedding row is finite and not all zero. A file breaking either is refused, naming its first bad
+rows, never scored or indexed.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from c4c.errors import C4CError
 FORMAT = "c4c-embeddings"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+_CHECK_ROWS = 65536   # rows checked at once for NaN, infinite and all-zero values
 
 
 def _h5py():
@@ -52,6 +58,61 @@ def _h5py():
 def _chunks(rows: int, most: int, *rest: int) -> tuple | None:
     """HDF5 chunk shape of a ``[rows, *rest]`` dataset (None: contiguous, for an empty one)."""
     return (min(rows, most), *rest) if rows else None
+
+
+def bad_span_rows(start: np.ndarray, end: np.ndarray, *, known: bool = False) -> np.ndarray:
+    """Row numbers (int64, ascending) whose span cannot be one: not ``0 <= start < end`` in finite seconds,
+    and not unknown (both NaN; ``known``: unknown spans are bad too)."""
+    start, end = np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
+    good = np.isfinite(start) & np.isfinite(end) & (start >= 0) & (end > start)
+    if not known:
+        good |= np.isnan(start) & np.isnan(end)
+    return np.flatnonzero(~good)
+
+
+def span_problem(start: np.ndarray, end: np.ndarray, names: list[str], *, known: bool = False) -> str | None:
+    """What is wrong with the first impossible span (:func:`bad_span_rows`), or None when every span can be.
+    ``names``: the video id of each row."""
+    bad = bad_span_rows(start, end, known=known)
+    if not len(bad):
+        return None
+    r = int(bad[0])
+    s, e = float(start[r]), float(end[r])
+    if not (np.isfinite(s) and np.isfinite(e)):
+        what = f"has a span that is not a finite number of seconds ({s:g} to {e:g})"
+    elif s < 0:
+        what = f"starts before its video does ({s:g} to {e:g} s)"
+    else:
+        what = f"ends before it starts ({s:g} to {e:g} s)" if e < s else f"is empty ({s:g} to {e:g} s)"
+    more = f"; {len(bad) - 1} more row{'s' if len(bad) > 2 else ''} like it" if len(bad) > 1 else ""
+    return f"row {r} (video {names[r]!r}) {what}{more}"
+
+
+def vector_problem(x: np.ndarray, names: list[str], what: str, mask: np.ndarray | None = None) -> str | None:
+    """What is wrong with embedding rows ``x`` ``[N, D]`` (or frame features ``[N, T, D]`` with ``mask``
+    ``[N, T]``: the frames in use), or None: rows holding NaN or infinite values, or all zero (no direction
+    to compare). ``names``: how to call each row (video id or caption)."""
+    x = np.asarray(x)
+    n = len(x)
+    finite, zero = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    for a in range(0, n, _CHECK_ROWS):                                # bounded memory on large files
+        block = x[a:a + _CHECK_ROWS].reshape(min(_CHECK_ROWS, n - a), -1, x.shape[-1])   # [B, T, D]
+        finite[a:a + len(block)] = np.isfinite(block).all(axis=(1, 2))
+        empty = ~(block != 0).any(axis=2)                             # [B, T]
+        if mask is not None:
+            empty &= np.asarray(mask[a:a + len(block)], dtype=bool).reshape(empty.shape)
+        zero[a:a + len(block)] = empty.any(axis=1)
+    zero &= finite
+    bad = np.flatnonzero(~finite | zero)
+    if not len(bad):
+        return None
+    def name(r: int) -> str:
+        text = str(names[r])
+        return repr(text if len(text) <= 40 else text[:39] + "…")
+
+    first = ", ".join(f"row {int(r)} {name(int(r))}" for r in bad[:3])
+    kinds = ", ".join(f"{int(m.sum())} {k}" for k, m in (("NaN or infinite", ~finite), ("all zero", zero)) if m.any())
+    return f"{len(bad)} of {n} {what} rows are NaN, infinite or all zero ({kinds}; first: {first})"
 
 
 def partial_path(out: Path) -> Path:
@@ -82,6 +143,13 @@ class EmbeddingWriter:
         self.out = Path(out)
         self.path = partial_path(self.out)
         self.layout = layout
+        if layout.starts is not None or layout.ends is not None:
+            nan = np.full(len(layout.video_ids), np.nan)
+            problem = span_problem(nan if layout.starts is None else layout.starts,
+                                   nan if layout.ends is None else layout.ends, layout.video_ids, known=layout.moments)
+            if problem:
+                raise C4CError(f"not written: {problem}", path=self.out,
+                               hint="a window or annotation that lies outside its video")
         h5py = _h5py()
         self.resumed = False
         if self.path.exists():
@@ -137,13 +205,20 @@ class EmbeddingWriter:
     def texts_done(self) -> int:
         return int(self.file.attrs["texts_done"])
 
+    def _refuse(self, problem: str | None) -> None:
+        if problem:
+            raise C4CError(f"the model produced embeddings that cannot be scored, not written: {problem}", path=self.out,
+                           hint="the model's weights or inputs hold NaN or infinite values; check the run")
+
     def write_texts(self, start: int, emb: np.ndarray) -> None:
+        self._refuse(vector_problem(emb, self.layout.captions[start:start + len(emb)], "text"))
         self.file["texts/emb"][start:start + len(emb)] = emb
         self.file.attrs["texts_done"] = start + len(emb)
         self.file.flush()
 
     def write_videos(self, start: int, emb: np.ndarray, mask: np.ndarray | None = None) -> None:
         stop = start + len(emb)
+        self._refuse(vector_problem(emb, self.layout.video_ids[start:stop], "video", mask))
         if self.layout.loose:
             self.file["videos/emb"][start:stop] = emb
         else:
@@ -217,6 +292,12 @@ class Embeddings:
         index = f["texts/video_index"][()]
         if nt and (index.min() < 0 or index.max() >= nv):
             raise C4CError("a caption points at a video row that does not exist", path=self.path)
+        if version >= 2:
+            ids = [str(x) for x in f["videos/ids"].asstr()[()]]
+            problem = span_problem(f["videos/start"][()], f["videos/end"][()], ids,
+                                   known=bool(self.attrs.get("moments", False)))
+            if problem:
+                raise C4CError(problem, path=self.path, hint="re-encode with `c4c encode`")
 
     @property
     def loose(self) -> bool:
@@ -265,18 +346,26 @@ class Embeddings:
         with _h5py().File(self.path, "r") as f:
             return f[key][()]
 
+    def _checked(self, x: np.ndarray, names: list[str], what: str, mask: np.ndarray | None = None) -> np.ndarray:
+        problem = vector_problem(x, names, what, mask)
+        if problem:
+            raise C4CError(problem, path=self.path, hint="they cannot be scored; re-encode with `c4c encode`")
+        return x
+
     def text_emb(self) -> np.ndarray:
-        """float32 ``[Nt, D]``."""
-        return self._read("texts/emb")
+        """float32 ``[Nt, D]`` (C4CError on NaN, infinite or all-zero rows)."""
+        return self._checked(self._read("texts/emb"), self.captions, "text")
 
     def video_emb(self) -> np.ndarray:
-        """float32 ``[Nv, D]`` (loose heads only)."""
+        """float32 ``[Nv, D]`` (loose heads only; C4CError on NaN, infinite or all-zero rows)."""
         if not self.loose:
             raise C4CError(f"{self.sim} scores text-video pairs with a cross encoder: this file has no "
                            "video embeddings", path=self.path,
                            hint="index and search need a loose head run (meanP, seqLSTM or seqTransf)")
-        return self._read("videos/emb")
+        return self._checked(self._read("videos/emb"), self.video_ids, "video")
 
     def video_frames(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(frames float32 [Nv, T, D], mask bool [Nv, T])`` (tightTransf only)."""
-        return self._read("videos/frames"), self._read("videos/mask")
+        """``(frames float32 [Nv, T, D], mask bool [Nv, T])`` (tightTransf only; C4CError on NaN or infinite
+        values, or an all-zero frame in use)."""
+        mask = self._read("videos/mask")
+        return self._checked(self._read("videos/frames"), self.video_ids, "video", mask), mask

@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from c4c.choices import GROUPS  # moment | video
+from c4c.data.embeddings import span_problem
 from c4c.errors import C4CError
 
 _EPS = 1e-6  # seconds: stored timestamps are float32
+_REL = 1e-6  # relative slack when comparing a window or stride with another length
 
 
 @dataclass
@@ -148,6 +150,9 @@ class RowTable:
             raise ValueError("row table columns disagree in length")
         if n and (self.row_video.min() < 0 or self.row_video.max() >= len(self.videos)):
             raise ValueError("a row points at a video that does not exist")
+        problem = span_problem(self.start, self.end, [self.videos[v] for v in self.row_video])
+        if problem:
+            raise ValueError(problem)
 
     def __len__(self) -> int:
         return len(self.row_video)
