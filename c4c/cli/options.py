@@ -60,9 +60,11 @@ ZeroShotPretrained = Annotated[Optional[str], typer.Option(
 ZeroShotActivation = Annotated[choices.Activation, typer.Option(
     "--activation", help="With --clip: CLIP's activation: auto (QuickGELU for OpenAI weights), quickgelu or gelu.")]
 Window = Annotated[Optional[float], typer.Option(
-    help="Own videos: one embedding per window of this many seconds (moments), not one per video.")]
-Stride = Annotated[Optional[float], typer.Option(help="Seconds from one window's start to the next [default: half "
-                                                      "the window].")]
+    help="Own videos: one embedding per window of this many seconds (moments), not one per video; at least one "
+         "frame interval of the stored frames.")]
+Stride = Annotated[Optional[float], typer.Option(help="Seconds from one window's start to the next, from one frame "
+                                                      "interval up to the window [default: half the window, at least "
+                                                      "one frame interval].")]
 
 # --- training options, by config field -----------------------------------------------------------
 def _opt(kind: object, help: str, panel: str, *decls: str) -> object:

@@ -2,6 +2,11 @@
 
 `c4c encode --window W --stride S` cuts each video into windows ``[k*S, k*S + W)`` (seconds); the last
 window ends at the video's end, and a video shorter than ``W`` is one window ``[0, duration)``.
+Every window has ``start < end``, together they cover the video, and there are at most
+``duration / S + 1`` of them: :func:`check_window` refuses a stride longer than the window (the
+seconds between windows would never be searched) and, given the stored frame rate, a window or
+stride shorter than one frame interval (windows that see no frame of their own, or the same frames
+as their neighbour, and a count that grows without bound as the stride shrinks).
 Each window is encoded from the stored frames inside it (at most ``max_frames``, chosen by
 ``sampling`` as a clip would be). :func:`plan_video` works out which stored frames every window
 needs, so that each frame goes through the image tower once however much the windows overlap.
@@ -40,45 +45,70 @@ class WindowPlan:
     source: str = ""                   # the video file (frame store's source_path)
 
 
-def check_window(window: float | None, stride: float | None) -> tuple[float | None, float | None]:
-    """``(window, stride)`` validated; stride defaults to half the window; no window: ``(None, None)``."""
+def check_window(window: float | None, stride: float | None, fps: float | None = None, *,
+                 path: str | Path | None = None) -> tuple[float | None, float | None]:
+    """``(window, stride)`` validated; stride defaults to half the window (at least one frame interval, when
+    ``fps`` is given); no window: ``(None, None)``.
+
+    ``fps``: the rate of the stored frames (of ``path``, the frame store or library it is named by); a
+    window or stride shorter than one frame interval ``1 / fps`` is refused. A stride longer than the
+    window is refused (it would leave seconds of every video out of the windows)."""
     if window is None:
         if stride is not None:
             raise C4CError("--stride needs --window (the length of a moment in seconds)")
         return None, None
-    if not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
+    if isinstance(window, bool) or not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
         raise C4CError(f"--window must be a positive number of seconds, got {window}")
-    stride = window / 2 if stride is None else stride
-    if not (isinstance(stride, (int, float)) and math.isfinite(stride) and stride > 0):
+    if stride is None:  # half the window, but at least one frame interval (never more than the window)
+        stride = window / 2
+        if fps is not None and isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0:
+            stride = min(window, max(stride, 1.0 / float(fps)))
+    if isinstance(stride, bool) or not (isinstance(stride, (int, float)) and math.isfinite(stride) and stride > 0):
         raise C4CError(f"--stride must be a positive number of seconds, got {stride}")
-    return float(window), float(stride)
+    window, stride = float(window), float(stride)
+    if stride > window * (1 + _REL):
+        raise C4CError(f"--stride {stride:g} is longer than --window {window:g}: the {stride - window:g} s between "
+                       "windows would never be searched", hint=f"use a --stride of at most {window:g}")
+    stride = min(stride, window)  # equal within float rounding: the windows tile the video
+    if fps is not None and isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0:
+        interval = 1.0 / float(fps)
+        for name, value in (("--window", window), ("--stride", stride)):
+            if value < interval * (1 - _REL):
+                raise C4CError(f"{name} {value:g} s is shorter than one frame interval ({interval:g} s at "
+                               f"{float(fps):g} frames per second stored)", path=path,
+                               hint=f"use a {name} of at least {interval:g} s, or store more frames per second")
+    return window, stride
 
 
 def window_spans(duration: float, window: float | None, stride: float | None) -> list[tuple[float, float]]:
-    """The windows of a video of ``duration`` seconds (module notes); no window: the whole video."""
+    """The windows of a video of ``duration`` seconds (module notes); no window: the whole video.
+
+    ``window`` and ``stride`` are as :func:`check_window` returns them (``0 < stride <= window``)."""
     duration = max(float(duration), 0.0)
     if window is None or duration <= window + _EPS:
         return [(0.0, duration)]
-    spans = []
-    k = 0
-    while True:
-        start = k * stride
-        if start + window >= duration - _EPS:
-            spans.append((start, duration))
-            return spans
-        spans.append((start, start + window))
-        k += 1
+    if not (0 < stride <= window * (1 + _REL)):
+        raise ValueError(f"stride {stride} must be in (0, window {window}]: check_window first")
+    # the last window is the first whose end reaches the video's end (module notes)
+    count = max(1, math.ceil((duration - _EPS - window) / stride) + 1)
+    while count > 1 and (count - 2) * stride + window >= duration - _EPS:  # float rounding of the ceil
+        count -= 1
+    while (count - 1) * stride + window < duration - _EPS:
+        count += 1
+    starts = [k * stride for k in range(count)]
+    return [(a, a + window) for a in starts[:-1]] + [(starts[-1], duration)]
 
 
 def video_duration(timestamps: np.ndarray, info: dict, store_fps: float) -> float:
-    """Seconds a stored video covers: its recorded duration, or one frame interval past the last frame."""
+    """Seconds a stored video covers: its recorded duration when that is past its last frame, else one frame
+    interval past the last frame (so a video with a frame never lasts 0 s)."""
     last = float(timestamps[-1]) + 1.0 / float(store_fps) if len(timestamps) else 0.0
     recorded = info.get("duration")
     try:
         recorded = float(recorded)
     except (TypeError, ValueError):
         recorded = math.nan
-    if math.isfinite(recorded) and recorded >= float(timestamps[-1] if len(timestamps) else 0.0):
+    if math.isfinite(recorded) and recorded > float(timestamps[-1] if len(timestamps) else 0.0):
         return recorded
     return last
 

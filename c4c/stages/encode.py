@@ -159,7 +159,7 @@ def _check_frame_rate(cfg: EncodeConfig, window: float, stride: float) -> tuple[
 
     with FrameStore(cfg.frames) as store:
         fps = store.settings.fps
-    return check_window(window, stride, fps, path=cfg.frames)
+    return check_window(window, cfg.stride, fps, path=cfg.frames)  # the default stride depends on the rate
 
 
 def load_model(cfg: EncodeConfig, device: str):

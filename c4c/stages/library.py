@@ -196,7 +196,8 @@ def _settings(cfg: LibraryConfig, state: dict | None) -> dict:
         raise C4CError("--pretrained and --activation go with --clip (zero-shot); a run brings its own")
     if cfg.clip is not None and cfg.checkpoint is not None:
         raise C4CError("--checkpoint goes with --run")
-    window, stride = check_window(cfg.window, cfg.stride)
+    window, stride = check_window(cfg.window, cfg.stride, cfg.fps if cfg.fps is not None else DEFAULTS["fps"],
+                                  path=cfg.out)
     settings = {**asked, "window": window, "stride": stride}
     for key in ("checkpoint",) if cfg.run is not None else ("pretrained", "activation"):
         settings[key] = settings[key] if settings[key] is not None else DEFAULTS[key]
