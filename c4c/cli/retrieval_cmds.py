@@ -352,7 +352,8 @@ def search_cmd(
     """Find the moments or videos that best match a text query (cosine similarity of the model's embeddings).
 
     JSON results carry video_id, start and end (seconds; null for an index of whole videos made before
-    moments), score and the video file's path.
+    moments), score and the video file's path; "warning" says when a query was longer than the text
+    tower reads (its first tokens were searched, and a warning is printed).
 
     Examples:
 
@@ -370,8 +371,15 @@ def search_cmd(
     ui.setup_logging(quiet or as_json)
     searcher = search.Searcher(index, run=run, device=device, force=force, precision=precision)
     results = searcher.search(list(queries), k, group=group)
+    warnings = searcher.query_warnings(list(queries))
+    for query, warning in zip(queries, warnings):
+        if warning:
+            from rich.markup import escape
+
+            ui.warn(escape(f"\"{query if len(query) <= 40 else query[:39] + '…'}\": {warning}"))
     if as_json:
-        payload = [{"query": q, "results": [m.as_dict() for m in hits]} for q, hits in zip(queries, results)]
+        payload = [{"query": q, "warning": w, "results": [m.as_dict() for m in hits]}
+                   for q, w, hits in zip(queries, warnings, results)]
         print(json.dumps(payload, indent=2, ensure_ascii=False))
         return
     from rich.table import Table

@@ -45,6 +45,16 @@ class CaptionTokenizer:
         mask = torch.arange(self.max_words).unsqueeze(0) <= eot_at  # [N, W]
         return ids, mask
 
+    def overflow(self, text: str) -> tuple[int, int, str] | None:
+        """For a caption longer than ``max_words`` tokens: ``(tokens read, tokens in it, the text read)``
+        (start and end tokens not counted); None when all of it is read."""
+        tokenizer = self._get()
+        tokens = tokenizer.encode(text)
+        room = self.max_words - 2
+        if len(tokens) <= room:
+            return None
+        return room, len(tokens), tokenizer.decode(tokens[:room]).strip()
+
     def __getstate__(self) -> dict:
         return {"max_words": self.max_words}
 

@@ -4,7 +4,8 @@ Routes::
 
     GET /                          the search page (static/index.html, its app.js and style.css)
     GET /api/search?q=..&k=..&group=moment|video
-                                   per query {"query", "results": [moment dicts]}, as `c4c search --json`
+                                   per query {"query", "warning", "results": [moment dicts]}, as
+                                   `c4c search --json` (warning: the query was cut to what the text tower reads)
     GET /api/health                index size, model, device
     GET /api/thumbnail/{video_id}?start=..&end=..
                                    PNG of the stored frame nearest the middle of that span
@@ -64,6 +65,8 @@ class MomentOut(BaseModel):
 
 class QueryResults(BaseModel):
     query: str
+    warning: Optional[str] = Field(None, description="Set when the query is longer than the text tower reads: "
+                                                      "only its first tokens were searched (null: all of it).")
     results: list[MomentOut]
 
 
@@ -160,7 +163,9 @@ def create_app(searcher) -> FastAPI:
     ) -> list[dict]:
         with lock:
             results = searcher.search(list(q), k, group=group)
-        return [{"query": text, "results": [m.as_dict() for m in hits]} for text, hits in zip(q, results)]
+            warnings = searcher.query_warnings(list(q))
+        return [{"query": text, "warning": w, "results": [m.as_dict() for m in hits]}
+                for text, w, hits in zip(q, warnings, results)]
 
     @app.get("/api/health", response_model=Health, summary="What is being served")
     def health() -> dict:
