@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from c4c import interrupt
 from c4c.choices import READERS  # c4c (true times, ffmpeg scaling) | reference (see above)
 from c4c.errors import C4CError
 from c4c.video.ffmpeg_bin import ffmpeg_exe
@@ -417,7 +418,9 @@ def sample_videos(paths: list[str | Path], *, fps: float = 1.0, size: int = 224,
             if batch and proc.returncode != 0:
                 log.debug("batch of %d failed; decoding one by one", len(batch))
     for i in [*single, *batch]:  # single videos, and every video of a failed batch
-        if results[i] is None:
+        if results[i] is None and interrupt.requested():  # Ctrl-C: the batch's ffmpeg was stopped, not the videos
+            results[i] = VideoError("not decoded: interrupted", path=paths[i])
+        elif results[i] is None:
             try:
                 results[i] = sample_video(paths[i], fps=fps, size=size, codec=codec,
                                           jpeg_quality=jpeg_quality, threads=threads, reader=reader)

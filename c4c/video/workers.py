@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from c4c import interrupt
 from c4c.atomic import DiskFull
 from c4c.video.decode import VideoError, sample_videos
 from c4c.video.staging import write_part
@@ -155,14 +156,21 @@ def run_units(tasks: list[tuple[Unit, Path]], settings: StoreSettings, threads: 
     ``tasks``: (unit, the parts folder its videos are staged in). ``workers`` ffmpeg processes run at
     once (one per thread; at most 2 x workers units are queued), each with ``threads`` decoder threads
     (0: as :class:`ThreadPlan` decides).
+
+    After a first Ctrl-C (:mod:`c4c.interrupt`) no unit starts: it returns once the running ones have
+    ended (their ffmpeg got the terminal's SIGINT too and stops at once), their outcomes recorded.
     """
     plan = ThreadPlan(len(tasks), workers if len(tasks) > 1 else 1, threads)
 
     def one(unit: Unit, parts_dir: Path) -> list[Outcome]:
+        if interrupt.requested():  # queued before the Ctrl-C: left for the next run
+            return []
         return extract_unit(unit, str(parts_dir), settings, plan.next())
 
     if workers == 1 or len(tasks) <= 1:
         for unit, parts_dir in tasks:
+            if interrupt.requested():
+                return
             for outcome in one(unit, parts_dir):
                 record(outcome)
         return
@@ -171,7 +179,7 @@ def run_units(tasks: list[tuple[Unit, Path]], settings: StoreSettings, threads: 
         running: set[Future] = set()
         try:
             while True:
-                while len(running) < 2 * workers:
+                while len(running) < 2 * workers and not interrupt.requested():
                     task = next(queue, None)
                     if task is None:
                         break
