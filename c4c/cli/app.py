@@ -67,8 +67,11 @@ def _abort_types() -> tuple[type, ...]:
 def _say_interrupted(exc: BaseException | None) -> None:
     """The one line after Ctrl-C: what the stop at a safe point kept and how to go on, or (a second Ctrl-C)
     that the command stopped at once."""
+    import signal
+
     from c4c.interrupt import Interrupted, last_stop
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping already: a later Ctrl-C must not break the exit
     if not isinstance(exc, Interrupted):
         exc = last_stop()  # typer hands back only the exit status 130 of a Ctrl-C inside a command
     if isinstance(exc, Interrupted):

@@ -82,6 +82,7 @@ def encode_eval_set(model, evalset, *, batch_size: int = 64, device: str = "cpu"
     from torch.utils.data import DataLoader
 
     from c4c.data.video_text import collate
+    from c4c.interrupt import ignore_in_child
 
     amp_ctx = amp_ctx or contextlib.nullcontext()
     was_training = model.training
@@ -89,11 +90,11 @@ def encode_eval_set(model, evalset, *, batch_size: int = 64, device: str = "cpu"
     texts, videos, masks = [], [], []
     with torch.no_grad():
         for batch in DataLoader(evalset.text_dataset(), batch_size=batch_size, collate_fn=collate,
-                                num_workers=workers):
+                                num_workers=workers, worker_init_fn=ignore_in_child if workers else None):
             with amp_ctx:
                 texts.append(model.encode_text(batch["text_ids"].to(device)).float().cpu())
         for batch in DataLoader(evalset.video_dataset(), batch_size=batch_size, collate_fn=collate,
-                                num_workers=workers):
+                                num_workers=workers, worker_init_fn=ignore_in_child if workers else None):
             mask = batch["video_mask"].to(device)
             with amp_ctx:
                 videos.append(model.encode_video(batch["video"].to(device), mask).float().cpu())
