@@ -21,10 +21,11 @@ RUN_OUT = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write 
 
 
 def fill_from_saved_run(ctx: typer.Context, config_cls: type, values: dict) -> dict:
-    """With --resume, options the user did not type take the run's saved values (so the library can
-    refuse the ones typed differently); other options are returned as given."""
+    """With --resume, every option the user did not type takes the run's saved value (those that may
+    change included, so a run made with --pretrained none resumes without it; the stage refuses the
+    ones typed differently); --max-steps and --out are this command's own."""
     from c4c.run_folder import RunFolder
-    from c4c.train.settings import MAY_CHANGE_ON_RESUME
+    from c4c.train.settings import NOT_TAKEN_ON_RESUME
 
     if not values.get("resume"):
         return values
@@ -34,7 +35,7 @@ def fill_from_saved_run(ctx: typer.Context, config_cls: type, values: dict) -> d
     saved = folder.read_config()
     filled = dict(values)
     for name in opt.config_fields(config_cls, values):
-        if name in MAY_CHANGE_ON_RESUME or name not in saved:
+        if name in NOT_TAKEN_ON_RESUME or name not in saved:
             continue
         source = ctx.get_parameter_source(name)
         if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):

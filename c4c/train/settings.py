@@ -94,6 +94,10 @@ class PairSettings:
 MAY_CHANGE_ON_RESUME = frozenset({"resume", "workers", "device", "frame_decoder", "max_steps", "save_every", "keep_checkpoints",
                                   "log_every", "eval_batch_size", "out", "ann", "frames", "init", "pretrained",
                                   "report_to"})
+# Options a resumed run never takes from its saved config when left out: they are about this command
+# only (--max-steps stops this invocation; a resumed run without it goes on to the end). Every other
+# option left out takes the saved value, those that may change included.
+NOT_TAKEN_ON_RESUME = frozenset({"resume", "max_steps", "out"})
 
 
 # The numbers every training option takes (finite, in range), checked before anything is imported or
