@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from c4c.atomic import write_json
-from c4c import option_rules
+from c4c import interrupt, option_rules
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ def update(cfg: LibraryConfig, on_event: Callable[[dict], None] | None = None) -
         while True:
             if state["pending"] is not None:
                 tried |= set(state["pending"]["videos"])
-                _finish_part(cfg, out, state, emit)
+                _finish_part_stoppable(cfg, out, state, emit)
             found, bad = _scan(videos)
             known = {**state["failed"], **state["videos"]}
             # new and changed files, and once per run the files that failed before (one rule for every
@@ -411,6 +411,17 @@ def _finish_part(cfg: LibraryConfig, out: Path, state: dict, emit: Callable[[dic
     state["pending"] = None
     _save(out, state)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _finish_part_stoppable(cfg: LibraryConfig, out: Path, state: dict, emit: Callable[[dict], None]) -> None:
+    """:func:`_finish_part` where a first Ctrl-C stops at the next safe point of extract or encode (both resume),
+    reported for the library."""
+    with interrupt.graceful():
+        try:
+            _finish_part(cfg, out, state, emit)
+        except interrupt.Interrupted as stop:
+            raise interrupt.Interrupted(f"kept what this update finished ({stop.kept}); {len(state['videos'])} "
+                                        "videos were done before it", path=out) from None
 
 
 def _live_digest(state: dict) -> str:
