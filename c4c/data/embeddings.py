@@ -163,7 +163,11 @@ class EmbeddingWriter:
                 pass
         if not self.resumed:
             self.path.unlink(missing_ok=True)
-            self.file = self._create(fingerprint)
+            try:
+                self.file = self._create(fingerprint)
+            except BaseException:
+                self.path.unlink(missing_ok=True)  # never left half-made: it holds no row yet
+                raise
 
     def _create(self, fingerprint: str):
         h5py = _h5py()

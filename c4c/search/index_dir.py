@@ -23,7 +23,7 @@ import shutil
 from dataclasses import fields
 from pathlib import Path
 
-from c4c.atomic import fsync_dir, fsync_file
+from c4c.atomic import disk_full_is_an_error, ensure_space, fsync_dir, fsync_file
 from c4c.errors import C4CError
 from c4c.search.build import faiss_module
 from c4c.search.settings import KINDS, IndexSettings
@@ -70,8 +70,25 @@ def write_dir(out_dir: Path, index, ids: list[str], manifest: dict, overwrite: b
               rows: dict | None = None) -> None:
     """Write the faiss ``index``, ``ids``, ``manifest`` and the row table ``rows`` (moments.json) as
     INDEX_DIR ``out_dir``, atomically (module notes)."""
+    with disk_full_is_an_error(out_dir, hint="the index was not written; free space and run again"):
+        _write_dir(out_dir, index, ids, manifest, overwrite, rows)
+
+
+def _index_bytes(index) -> int:
+    """About how many bytes the faiss ``index`` takes on disk (its codes; graphs and lists add a little)."""
+    try:
+        per_vector = int(index.sa_code_size())
+    except (AttributeError, RuntimeError):
+        per_vector = 4 * int(index.d)
+    return int(index.ntotal) * per_vector
+
+
+def _write_dir(out_dir: Path, index, ids: list[str], manifest: dict, overwrite: bool, rows: dict | None) -> None:
     faiss = faiss_module()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # faiss reports a failed write on stderr before raising: make sure it fits first
+    ensure_space(out_dir.parent, _index_bytes(index) + 64 * len(ids) + 65536, path=out_dir,
+                 hint="the index was not written; free space and run again")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -32,11 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from c4c.atomic import write_json
+from c4c.atomic import DiskFull, disk_full_errno, write_json
 from c4c.data.embeddings import FORMAT as EMB_FORMAT, partial_path
 from c4c import interrupt, option_rules
 from c4c.errors import C4CError
-from c4c.outputs import Output, guard, hdf5_with_format, json_with_format
+from c4c.outputs import Output, check_outputs, guard, hdf5_with_format, json_with_format
 
 log = logging.getLogger(__name__)
 
@@ -200,13 +200,23 @@ def inputs(cfg: EncodeConfig) -> list:
 def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> EncodeResult:
     """Encode the texts and videos of ``cfg`` into ``cfg.out``."""
     out = Path(cfg.out)
+    check_outputs(outputs(out), inputs(cfg))  # a file c4c did not write is refused before --overwrite is offered
     if out.exists() and not cfg.overwrite:
         raise C4CError("output exists", path=out, hint="pass --overwrite to replace it, or choose another --out")
     window, stride = _check(cfg)
     if window is not None:
         window, stride = _check_frame_rate(cfg, window, stride)
     with guard(outputs(out), inputs(cfg), command="c4c encode"):
-        return _encode(cfg, out, window, stride, on_event)
+        try:
+            return _encode(cfg, out, window, stride, on_event)
+        except BaseException as exc:
+            code = disk_full_errno(exc)
+            if code is None or isinstance(exc, C4CError):
+                raise
+            kept = partial_path(out)
+            hint = (f"the rows encoded so far are kept in {kept.name}: free space and run the same command to go on"
+                    if kept.exists() else "nothing was written; free space and run again")
+            raise DiskFull(out, code, hint=hint) from exc
 
 
 def _encode(cfg: EncodeConfig, out: Path, window: float | None, stride: float | None,
