@@ -151,7 +151,7 @@ def test_links_inside_a_store_are_refused(tmp_path):
 
 
 def test_one_writer_lock_per_store_and_none_left_after(tmp_path):
-    from c4c.video.lock import lock_path, writer_lock
+    from c4c.lock import lock_path, writer_lock
 
     target = tmp_path / "frames.h5"
     with writer_lock([target]):

@@ -56,7 +56,7 @@ def _h5py():  # imported on first use: `import c4c` stays fast
 
 def open_h5(path: str | Path, mode: str = "r"):
     """Open an HDF5 file of a store without HDF5's own file locks. c4c never needs them (one writer per
-    store holds :mod:`c4c.video.lock`; readers only see whole files, renamed into place), and they
+    store holds :mod:`c4c.lock`; readers only see whole files, renamed into place), and they
     fail on file systems without flock (NFS, Lustre: errno 38) and when a killed run's child process
     still holds a copy of the descriptor (errno 11)."""
     return _h5py().File(path, mode, locking=False)

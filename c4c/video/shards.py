@@ -8,7 +8,7 @@ once without talking to each other. :class:`c4c.video.store.FrameStore` opens a 
 manifest) like a single file; each shard file is opened only when one of its videos is read.
 
 While a run works on a shard, ``frames-<k>-of-<S>.h5.running`` marks it (and it holds the shard's
-writer lock ``frames-<k>-of-<S>.h5.lock``, :mod:`c4c.video.lock`: one writer per shard, any number of
+writer lock ``frames-<k>-of-<S>.h5.lock``, :mod:`c4c.lock`: one writer per shard, any number of
 machines on other shards); the manifest can be written once every shard is present and none is running
 or has unmerged videos (:func:`shard_set_state`).
 """
