@@ -1,4 +1,10 @@
-"""Run every fault-injection case of tests/test_faults.py and print how each ended, then the tally.
+"""Run every fault and misuse case of the test suites and print how each ended, then the tally.
+
+The cases live with the tests that keep them passing: tests/test_faults.py (full disks, kills, damaged
+and hostile files), tests/test_misuse.py (every command that writes x every wrong place for its
+output), tests/test_interrupt.py (Ctrl-C), tests/test_silent.py (values that must not be taken
+silently) and tests/test_library_misuse.py (libraries and saved settings): every module of SUITES
+that defines ``CASES``.
 
     python bench/fault_tally.py                 # all cases (about 3 minutes on 2 CPU cores)
     python bench/fault_tally.py --only "disk"   # the cases whose name holds "disk"
@@ -28,11 +34,32 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+import importlib  # noqa: E402
+
 import test_faults as faults  # noqa: E402  (the cases live with the tests that keep them passing)
+
+SUITES = ("test_faults", "test_misuse", "test_interrupt", "test_silent", "test_library_misuse")
+
+
+def suites() -> list[tuple[str, dict, type]]:
+    """``(module, its CASES, the Workspace class its cases take)`` of every suite that is there."""
+    found = []
+    for name in SUITES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        cases = getattr(module, "CASES", None)
+        if cases:
+            workspace = next((v for v in vars(module).values() if isinstance(v, type)
+                              and issubclass(v, faults.Workspace) and v is not faults.Workspace
+                              and v.__module__ == name), faults.Workspace)
+            found.append((name, cases, workspace))
+    return found
 
 ROWS = (("clear errors", faults.CLEAR), ("handled (right answer, said so)", faults.HANDLED),
         ("tracebacks", faults.TRACEBACK), ("segfaults", faults.SEGFAULT), ("silent accepts", faults.SILENT),
-        ("unclear errors", faults.UNCLEAR))
+        ("unclear errors", faults.UNCLEAR), ("hangs (past the time limit)", "hang"))
 
 
 def main() -> None:
@@ -42,20 +69,23 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (printed at the end)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the cases capture the warnings they check
-    names = [n for n in faults.CASES if args.only.lower() in n.lower()]
+    plan = [(module, name, cases[name], workspace) for module, cases, workspace in suites()
+            for name in cases if args.only.lower() in name.lower()]
+    names = [name for _, name, _, _ in plan]
     if args.list:
-        print("\n".join(names))
+        print("\n".join(f"{module}: {name}" for module, name, _, _ in plan))
         return
     root = Path(tempfile.mkdtemp(prefix="c4c-faults-"))
-    ws = faults.Workspace(root)
+    spaces: dict[str, faults.Workspace] = {}
     kinds: dict[str, int] = {}
     lost = skipped = broken = 0
     t0 = time.perf_counter()
     try:
-        for name in names:
+        for module, name, run_case, workspace in plan:
+            ws = spaces.setdefault(module, workspace(root / module))
             t = time.perf_counter()
             try:
-                verdict = faults.CASES[name](ws)
+                verdict = run_case(ws)
             except faults.Skip as why:
                 skipped += 1
                 print(f"{'skipped':15s}       {time.perf_counter() - t:5.1f}s  {name}: {why}", flush=True)
@@ -71,6 +101,9 @@ def main() -> None:
             print(f"{verdict.kind:15s} {'LOST ' if verdict.lost else '     '} {time.perf_counter() - t:5.1f}s  "
                   f"{name}: {detail}", flush=True)
     finally:
+        for ws in spaces.values():
+            if hasattr(ws, "unmount_all"):
+                ws.unmount_all()
         if args.keep:
             print(f"work folder: {root}")
         else:

@@ -178,6 +178,10 @@ WRITERS = [
            collide=lambda ws: (["evaluate", ws.emb, "--out", ws.emb, "-q"], ws.emb)),
     Writer("index", lambda ws, out: ["index", ws.emb, "--out", out, "-q"], folder=True, overwrite=True,
            collide=lambda ws: (["index", ws.emb, "--out", ws.emb, "--overwrite", "-q"], ws.emb)),
+    Writer("index (a folder of videos)", lambda ws, out: ["index", ws.clips, "--out", out, "--clip", "tiny",
+                                                          "--pretrained", "none", "--size", 32, "--workers", 0, "-q"],
+           folder=True, collide=lambda ws: (["index", ws.clips, "--out", ws.clips, "--clip", "tiny", "--pretrained",
+                                             "none", "-q"], ws.clips)),
     Writer("caption generate", _generate, suffix=".json",
            collide=lambda ws: ([*_generate(ws, ws.retrieval[0]), "--dataset", "jsonl", "--ann", ws.retrieval[0]],
                                ws.retrieval[0]),
@@ -303,9 +307,10 @@ def _beside(w: Writer) -> Callable[[MisuseWorkspace], Verdict]:
 def _two_writers(w: Writer) -> Callable[[MisuseWorkspace], Verdict]:
     def case(ws: MisuseWorkspace) -> Verdict:
         out = _out(ws, w, ws.fresh(f"second-{w.name.replace(' ', '-')}"))
-        with another_writer(out, f"c4c {w.name}"):
+        command = "c4c " + w.name.split(" (")[0]
+        with another_writer(out, command):
             ran = run_c4c(*w.argv(ws, out))
-        return judge(ran, rc=2, says=(str(out), f"another c4c {w.name} is writing it"), lost=out.exists())
+        return judge(ran, rc=2, says=(str(out), f"another {command} is writing it"), lost=out.exists())
     return case
 
 

@@ -42,6 +42,7 @@ from typing import Callable, Iterator
 from c4c.atomic import write_json
 from c4c import interrupt, option_rules
 from c4c.errors import C4CError
+from c4c.outputs import Output, check_outputs, guard
 
 log = logging.getLogger(__name__)
 
@@ -228,21 +229,19 @@ def _check_model(settings: dict) -> int:
     return check_clip(settings["clip"], settings.get("pretrained") or "openai", settings.get("activation") or "auto")
 
 
+def _is_library(path: Path) -> bool:
+    """A library folder (its state file), or what a first build that stopped early leaves (its lock of
+    older versions, its parts)."""
+    return (path / STATE_FILE).is_file() or all(p.name in (".lock", PARTS_DIR) for p in path.iterdir())
+
+
 @contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """One update of a library at a time (the lock goes with the process, so a kill leaves none)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise C4CError("another `c4c index` is updating this library", path=out,
-                           hint="wait for it to finish") from None
+def _locked(out: Path, videos: Path) -> Iterator[None]:
+    """One update of a library at a time, through the output guard (:mod:`c4c.outputs`): not the videos
+    folder, a library (or empty, or absent), writable, and its writer lock ``LIBRARY.lock`` held."""
+    library = Output(out, "library folder", _is_library, folder=True)
+    with guard([library], [videos], command="c4c index"):
+        out.mkdir(parents=True, exist_ok=True)
         yield
 
 
@@ -282,6 +281,7 @@ def update(cfg: LibraryConfig, on_event: Callable[[dict], None] | None = None) -
         raise C4CError("videos folder not found" if not videos.exists() else "not a folder of videos", path=videos)
     if out.exists() and not out.is_dir():
         raise C4CError("exists and is not a folder", path=out, hint="choose a new folder for the library")
+    check_outputs([Output(out, "library folder", _is_library, folder=True)], [videos])  # before anything is done
     state = _read_state(out) if out.is_dir() else None
     if state is None and out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
         raise C4CError("folder is not empty and is not a c4c library", path=out, hint="choose a new or empty folder")
@@ -290,7 +290,7 @@ def update(cfg: LibraryConfig, on_event: Callable[[dict], None] | None = None) -
 
     settings_of(settings["kind"], settings["params"])  # unknown parameters fail before any work
     result = LibraryResult(out=out)
-    with _locked(out):
+    with _locked(out, videos):
         if state is not None and not is_settled(state) \
                 and any(settings.get(k) != state["settings"].get(k) for k in MODEL_SETTINGS):
             log.info("the library's first build did not finish: starting it again with the settings given now")
