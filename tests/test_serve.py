@@ -115,13 +115,26 @@ def test_search_api_answers_exactly_as_the_searcher_does(lib, client, group):
     for k in (1, 3, 10):
         r = client.get("/api/search", params={"q": queries, "k": k, "group": group})
         assert r.status_code == 200, r.text
-        want = [{"query": q, "warning": None, "results": [m.as_dict() for m in hits]}
+        want = [{"query": q, "warning": None, "results": [_public(m) for m in hits]}
                 for q, hits in zip(queries, lib["searcher"].search(queries, k, group=group))]
         assert r.json() == want
     one = client.get("/api/search", params={"q": queries[0], "group": group}).json()  # k defaults to 10
     (hits,) = lib["searcher"].search(queries[:1], 10, group=group)
-    assert one == [{"query": queries[0], "warning": None, "results": [m.as_dict() for m in hits]}] and len(hits) > 1
-    assert set(one[0]["results"][0]) == {"rank", "video_id", "start", "end", "score", "path"}
+    assert one == [{"query": queries[0], "warning": None, "results": [_public(m) for m in hits]}] and len(hits) > 1
+    assert set(one[0]["results"][0]) == {"rank", "video_id", "start", "end", "score"}
+
+
+def _public(m: Moment) -> dict:
+    """`c4c search --json`'s result less the file's path: what the API gives a client."""
+    return {k: v for k, v in m.as_dict().items() if k != "path"}
+
+
+def test_the_search_api_never_says_where_the_files_lie_on_the_server(lib, client):
+    r = client.get("/api/search", params={"q": [t[4] for t in lib["truth"]], "k": 100})
+    assert r.status_code == 200 and r.json()[0]["results"]
+    assert str(lib["dir"]) not in r.text and ".mp4" not in r.text and '"path"' not in r.text
+    spec = client.get("/openapi.json").json()
+    assert "path" not in spec["components"]["schemas"]["MomentOut"]["properties"]
 
 
 @pytest.mark.parametrize("params, field", [
@@ -239,6 +252,100 @@ def test_an_index_without_the_file_of_a_video_refuses_it(lib, client, tmp_path):
         assert c.get("/api/video/long00").status_code == 404
         assert c.get("/api/video/long01").status_code == 404
         assert c.get("/api/health").json()["playable"] == 0
+
+
+def _index_with_relative_paths(lib, project: Path) -> Path:
+    """A copy of the library's index in ``project``/my_index as an index made from frames extracted with
+    `c4c extract videos/ ...` in ``project`` records them: video paths relative (to that folder)."""
+    shutil.copytree(lib["dir"] / "videos", project / "videos")
+    index = project / "my_index"
+    shutil.copytree(library.index_dir(lib["lib"]), index)
+    moments = json.loads((index / "moments.json").read_text())
+    moments["paths"] = [f"videos/{v}.mp4" for v in moments["videos"]]
+    moments["frames"] = [str((library.index_dir(lib["lib"]) / f).resolve()) for f in moments["frames"]]
+    (index / "moments.json").write_text(json.dumps(moments))
+    return index
+
+
+def test_an_index_of_relative_paths_plays_its_videos_served_from_another_folder(lib, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from c4c.serve.app import create_app
+
+    index = _index_with_relative_paths(lib, tmp_path / "project")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    searcher = Searcher(index, device="cpu")
+    (top, *_), = searcher.search([lib["truth"][0][4]], 3)
+    assert Path(top.path) == (tmp_path / "project" / "videos" / f"{top.video_id}.mp4").resolve()  # `c4c search`
+    with TestClient(create_app(searcher)) as c:
+        assert c.get("/api/health").json()["playable"] == 2
+        r = c.get(f"/api/video/{top.video_id}")
+        assert r.status_code == 200 and r.content == _video_file(lib, top.video_id).read_bytes()
+
+
+def test_an_index_built_from_relative_paths_records_them_absolute(lib, tmp_path, monkeypatch):
+    from c4c.stages import encode, extract, search
+
+    project = tmp_path / "project"
+    shutil.copytree(lib["dir"] / "videos", project / "videos")
+    monkeypatch.chdir(project)
+    extract.run(extract.ExtractConfig(source=Path("videos"), out=Path("frames.h5"), fps=2.0, size=32, workers=1))
+    encode.run(encode.EncodeConfig(frames=Path("frames.h5"), out=Path("emb.h5"), clip="tiny", pretrained="none",
+                                   device="cpu", workers=0))
+    search.build(search.IndexConfig(emb=Path("emb.h5"), out=Path("my_index")))
+    paths = json.loads((project / "my_index" / "moments.json").read_text())["paths"]
+    assert paths == [str((project / "videos" / f"long{k:02d}.mp4").resolve()) for k in range(2)]
+
+
+def test_serve_says_how_many_videos_cannot_be_played_and_why(lib, tmp_path, monkeypatch, capsys):
+    from c4c.serve import server
+
+    class NoServer:
+        def run(self, sockets):
+            pass
+
+    monkeypatch.setattr(server, "make_server", lambda app, quiet=False: NoServer())
+    main(["serve", str(lib["lib"]), "--port", "0", "--device", "cpu", "-q"])
+    assert "cannot be played" not in capsys.readouterr().err  # every file there: no warning
+    index = _index_with_relative_paths(lib, tmp_path / "project")
+    shutil.rmtree(tmp_path / "project" / "videos")  # the videos moved away
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    main(["serve", str(index), "--port", "0", "--device", "cpu", "-q"])
+    warned = [line for line in capsys.readouterr().err.splitlines() if "cannot be played" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: 2 of 2 videos cannot be played: 2 files missing")
+    assert "videos/long00.mp4" in warned[0]  # an example of what was looked for
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (the page's script is run with it)")
+def test_the_page_writes_every_time_one_way_and_draws_negative_scores():
+    """The page's own clock() and scoreBar(), run by node with a minimal document."""
+    script = (Path(__file__).parent.parent / "c4c" / "serve" / "static" / "app.js").read_text()
+    harness = """
+        const document = {addEventListener() {}, createElement(tag) {
+            return {tag, style: {}, children: [], className: "", append(...c) { this.children.push(...c); }}; }};
+        %s
+        const bar = (s) => { const b = scoreBar(s); const f = b.children[0];
+                             return [f.className, f.style.left, f.style.width]; };
+        console.log(JSON.stringify({times: [0, 3, 4.1, 59.96, 75.5, 3725.25].map(clock),
+                                    span: span({start: 3, end: 4.1}),
+                                    bars: [0.5, -0.25, 0, -2].map(bar)}));
+    """ % script
+    done = subprocess.run(["node", "-e", harness], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["times"] == ["0:00.0", "0:03.0", "0:04.1", "1:00.0", "1:15.5", "1:02:05.3"]  # as `c4c search`
+    assert got["span"] == "0:03.0 – 0:04.1"
+    assert got["bars"] == [["fill", "50%", "25%"], ["fill negative", "37.5%", "12.5%"], ["fill", "50%", "0%"],
+                           ["fill negative", "0%", "50%"]]
+
+
+def test_search_prints_the_time_format_of_the_page():
+    from c4c.cli.retrieval_cmds import _clock
+
+    assert [_clock(t) for t in (0, 3, 4.1, 59.96, 75.5, 3725.25)] == \
+        ["0:00.0", "0:03.0", "0:04.1", "1:00.0", "1:15.5", "1:02:05.3"]
 
 
 # --- the page -------------------------------------------------------------------------------------

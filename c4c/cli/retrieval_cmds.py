@@ -321,12 +321,14 @@ def _index_folder(videos: Path, out: Path, *, quiet: bool, **options) -> None:
 
 
 def _clock(seconds: float | None) -> str:
-    """``75.5`` -> ``1:15.5``; None -> ``-``."""
+    """``75.5`` -> ``1:15.5``, ``3725.25`` -> ``1:02:05.3``; None -> ``-`` (the search page's format too)."""
     if seconds is None:
         return "-"
-    minutes, rest = divmod(float(seconds), 60.0)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{minutes:d}:{rest:04.1f}" if not hours else f"{hours:d}:{minutes:02d}:{rest:04.1f}"
+    tenths = int(float(seconds) * 10 + 0.5)  # rounded once, so 59.96 s is 1:00.0, never 0:60.0
+    hours, rest = divmod(tenths, 36000)
+    minutes, rest = divmod(rest, 600)
+    sec = f"{rest // 10:02d}.{rest % 10}"
+    return f"{minutes:d}:{sec}" if not hours else f"{hours:d}:{minutes:02d}:{sec}"
 
 
 # `c4c search`'s one number: more results than this per query is a typo.

@@ -31,7 +31,9 @@ def serve_cmd(
     The page is at http://HOST:PORT/ (it loads nothing from the internet); the API is
     /api/search?q=...&k=...&group=moment|video (the JSON of `c4c search --json`), /api/health,
     /api/thumbnail/VIDEO_ID?start=..&end=.. and /api/video/VIDEO_ID (range requests); its docs are at
-    /docs. Only the video files the index names can be fetched, by video id. Stop with Ctrl-C.
+    /docs. Only the video files the index names can be fetched, by video id; the API never shows where
+    they lie on the server. A warning at start says how many videos cannot be played and why (files
+    moved or removed, or not named by the index). Stop with Ctrl-C.
 
     Examples:
 
@@ -52,6 +54,9 @@ def serve_cmd(
         searcher = Searcher(index, run=run, device=device, force=force)
         app = create_app(searcher)
         url = url_of(sock)
+        unplayable = app.state.videos.unplayable()
+        if unplayable:
+            ui.warn(unplayable)
         if not is_loopback(host):
             ui.warn(f"listening on {host}: any machine that can reach this one can search the index and "
                     "watch its videos (there is no login); use --host 127.0.0.1 to keep it to this machine")

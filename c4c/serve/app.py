@@ -6,6 +6,7 @@ Routes::
     GET /api/search?q=..&k=..&group=moment|video
                                    per query {"query", "warning", "results": [moment dicts]}, as
                                    `c4c search --json` (warning: the query was cut to what the text tower reads)
+                                   less each video's file path (the page plays videos by id)
     GET /api/health                index size, model, device
     GET /api/thumbnail/{video_id}?start=..&end=..
                                    PNG of the stored frame nearest the middle of that span
@@ -53,14 +54,14 @@ QueryText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_
 
 
 class MomentOut(BaseModel):
-    """One result, as `c4c search --json` prints it."""
+    """One result, as `c4c search --json` prints it less the file's path: a client plays a video by its
+    id (/api/video/{video_id}); where it lies on the server is none of its business."""
 
     rank: int = Field(description="1 = best")
     video_id: str
     start: Optional[float] = Field(description="Seconds from the video's start (null: whole video, span unknown).")
     end: Optional[float] = Field(description="Seconds (null: whole video).")
     score: float = Field(description="Cosine similarity of the query and the moment.")
-    path: Optional[str] = Field(description="The video file on the server (play it through /api/video/{video_id}).")
 
 
 class QueryResults(BaseModel):
@@ -87,8 +88,8 @@ class Health(BaseModel):
 class VideoFiles:
     """Which file each video id of the index is: the only files the app ever sends.
 
-    Built once from the index's row table; relative paths are resolved against the working folder
-    of the server at start-up (as `c4c search` would print them)."""
+    Built once from the index's row table, whose paths the :class:`~c4c.stages.search.Searcher` made
+    absolute (relative ones of older indexes are looked for in the working folder and beside the index)."""
 
     def __init__(self, searcher) -> None:
         rows = searcher.index.rows
@@ -112,6 +113,26 @@ class VideoFiles:
     def playable(self) -> int:
         return sum(p.is_file() for p in self._files.values())
 
+    def unplayable(self) -> str | None:
+        """One line saying how many videos cannot be played and why (None when all can)."""
+        unnamed = len(self.ids) - len(self._files)
+        missing = sorted(str(p) for p in self._files.values() if not p.is_file())
+        if not unnamed and not missing:
+            return None
+        why = []
+        if missing:
+            why.append(f"{len(missing)} file{'s' if len(missing) != 1 else ''} missing (moved or removed since "
+                       f"the index was built, e.g. {missing[0]})")
+        if unnamed:
+            why.append(f"the index names no file for {unnamed} (made from frames without their source files)")
+        return (f"{unnamed + len(missing)} of {len(self.ids)} videos cannot be played: {'; '.join(why)}; "
+                "search and thumbnails still work")
+
+
+def public(moment: Moment) -> dict:
+    """A result as the API gives it: `c4c search --json`'s fields less the server's file path."""
+    return {k: v for k, v in moment.as_dict().items() if k != "path"}
+
 
 def _model_line(searcher) -> tuple[str | None, str | None]:
     from c4c.search.source import from_record
@@ -130,6 +151,7 @@ def create_app(searcher) -> FastAPI:
                   description="Text-to-video search over one c4c index (`c4c serve`). Videos are named by "
                               "their id in the index; the server looks their files up itself.")
     app.state.searcher = searcher
+    app.state.videos = videos
 
     @app.exception_handler(C4CError)
     async def user_error(request, exc: C4CError) -> JSONResponse:
@@ -164,7 +186,7 @@ def create_app(searcher) -> FastAPI:
         with lock:
             results = searcher.search(list(q), k, group=group)
             warnings = searcher.query_warnings(list(q))
-        return [{"query": text, "warning": w, "results": [m.as_dict() for m in hits]}
+        return [{"query": text, "warning": w, "results": [public(m) for m in hits]}
                 for text, w, hits in zip(q, warnings, results)]
 
     @app.get("/api/health", response_model=Health, summary="What is being served")

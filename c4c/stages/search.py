@@ -68,7 +68,10 @@ def _build(cfg: IndexConfig, progress: Callable | None = None) -> IndexResult:
         raise C4CError("the embedding file holds no videos", path=cfg.emb)
     settings = settings_of(cfg.kind, cfg.params)
     start, end = emb.spans()
-    rows = RowTable.from_rows(emb.video_ids, start, end, emb.sources(), frames=emb.attrs.get("frames") or None)
+    frames = emb.attrs.get("frames") or None
+    bases = [Path.cwd(), *([Path(frames).parent] if frames else []), Path(cfg.emb).resolve().parent]
+    sources = [absolute_file(s, bases) for s in emb.sources()]  # served from any folder, the files stay found
+    rows = RowTable.from_rows(emb.video_ids, start, end, sources, frames=frames)
     out = build_index(vectors, rows.row_keys(), settings, Path(cfg.out), meta=index_meta(emb, cfg.emb),
                       progress=progress, overwrite=cfg.overwrite, rows=rows)
     return IndexResult(out=out, kind=cfg.kind, count=len(vectors), dim=vectors.shape[1],
@@ -87,6 +90,21 @@ def resolve_index_dir(path: Path) -> Path:
                            hint="rerun the same `c4c index VIDEOS_DIR --out ...` command")
         return index_dir
     return path
+
+
+def absolute_file(path: str | None, bases: list[Path]) -> str | None:
+    """A video file as an absolute path: an absolute one as it is; a relative one (a frame store records
+    the path `c4c extract` was given) found under the first of ``bases`` that holds it, else under the
+    first base. Empty stays empty (file unknown)."""
+    if not path:
+        return path
+    p = Path(path)
+    if p.is_absolute():
+        return str(p)
+    for base in bases:
+        if (base / p).is_file():
+            return str((base / p).resolve())
+    return str((bases[0] / p).resolve())
 
 
 class Searcher:
@@ -122,6 +140,8 @@ class Searcher:
         index_device = "auto" if device == "auto" else ("gpu" if self.device.startswith("cuda") else "cpu")
         self.index_dir = resolve_index_dir(Path(index_dir))
         self.index = VectorIndex.open(self.index_dir, device=index_device)
+        rows = self.index.rows  # indexes made before paths were recorded absolute: looked for here, beside it
+        rows.paths = [absolute_file(p, [Path.cwd(), self.index_dir.parent, self.index_dir]) for p in rows.paths]
         meta = self.index.meta or {}
         recorded = from_record(meta.get("model"), run=meta.get("run"), checkpoint=meta.get("checkpoint"))
         if run is not None:

@@ -8,12 +8,25 @@ let playing = -1;          // index in results of the moment in the player
 let pendingStart = null;   // seconds to seek to once the player's new video has its metadata
 let latest = 0;            // number of the newest search: an older answer arriving late is dropped
 
+// One time format everywhere, as `c4c search` prints it: m:ss.s, or h:mm:ss.s past an hour.
 function clock(t) {
-  const m = Math.floor(t / 60);
-  const s = t - 60 * m;
-  const whole = Math.abs(s - Math.round(s)) < 0.05;
-  const sec = whole ? String(Math.round(s)).padStart(2, "0") : s.toFixed(1).padStart(4, "0");
-  return `${m}:${sec}`;
+  const tenths = Math.round(t * 10);
+  const h = Math.floor(tenths / 36000);
+  const m = Math.floor((tenths % 36000) / 600);
+  const sec = ((tenths % 600) / 10).toFixed(1).padStart(4, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
+}
+
+// The score bar: cosine similarity in [-1, 1] drawn from a zero line in the middle, to the right for
+// a positive score and to the left (another colour) for a negative one, so every score shows.
+function scoreBar(score) {
+  const bar = el("span", "bar");
+  const fill = el("span", score < 0 ? "fill negative" : "fill");
+  const half = Math.min(1, Math.abs(score)) * 50;
+  fill.style.width = `${half}%`;
+  fill.style.left = score < 0 ? `${50 - half}%` : "50%";
+  bar.append(fill, el("span", "zero"));
+  return bar;
 }
 
 function span(m) {
@@ -61,7 +74,6 @@ function card(m, i) {
   b.dataset.videoId = m.video_id;
   b.dataset.start = m.start === null ? "" : String(m.start);
   b.setAttribute("aria-label", `Play ${m.video_id}, ${span(m)}, score ${m.score.toFixed(3)}`);
-  if (m.path) b.title = m.path;
 
   const frame = el("span", "thumb");
   const img = el("img");
@@ -74,12 +86,8 @@ function card(m, i) {
   const info = el("span", "info");
   info.append(el("span", "name", m.video_id));
   const meta = el("span", "meta");
-  const bar = el("span", "bar");
-  const fill = el("span", "fill");
-  fill.style.width = `${Math.max(0, Math.min(1, m.score)) * 100}%`;
-  bar.append(fill);
-  meta.append(bar, el("span", "score", `score ${m.score.toFixed(3)}`));
-  meta.title = "cosine similarity of the query and the moment";
+  meta.append(scoreBar(m.score), el("span", "score", `score ${m.score.toFixed(3)}`));
+  meta.title = "cosine similarity of the query and the moment (-1 to 1; the bar starts at 0 in the middle)";
   info.append(meta);
 
   b.append(frame, info);
