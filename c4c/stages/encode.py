@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.atomic import DiskFull, disk_full_errno, write_json
-from c4c.data.embeddings import FORMAT as EMB_FORMAT, partial_path
 from c4c import interrupt, option_rules
 from c4c.errors import C4CError
 from c4c.outputs import Output, check_outputs, guard, hdf5_with_format, json_with_format
@@ -185,6 +184,8 @@ def summary_path(out: Path) -> Path:
 
 def outputs(out: Path) -> list[Output]:
     """What `c4c encode --out OUT` writes: EMB.h5, its ``.partial`` while working, and the summary."""
+    from c4c.data.embeddings import FORMAT as EMB_FORMAT, partial_path  # numpy: not at the CLI's start
+
     emb = hdf5_with_format(EMB_FORMAT)
     return [Output(Path(out), "embedding file (EMB.h5)", emb),
             Output(partial_path(Path(out)), "unfinished embedding file", emb),
@@ -206,14 +207,15 @@ def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> En
     window, stride = _check(cfg)
     if window is not None:
         window, stride = _check_frame_rate(cfg, window, stride)
-    with guard(outputs(out), inputs(cfg), command="c4c encode"):
+    written = outputs(out)
+    with guard(written, inputs(cfg), command="c4c encode"):
         try:
             return _encode(cfg, out, window, stride, on_event)
         except BaseException as exc:
             code = disk_full_errno(exc)
             if code is None or isinstance(exc, C4CError):
                 raise
-            kept = partial_path(out)
+            kept = written[1].path  # EMB.h5.partial
             hint = (f"the rows encoded so far are kept in {kept.name}: free space and run the same command to go on"
                     if kept.exists() else "nothing was written; free space and run again")
             raise DiskFull(out, code, hint=hint) from exc
