@@ -3,8 +3,8 @@
 The cases live with the tests that keep them passing: tests/test_faults.py (full disks, kills, damaged
 and hostile files), tests/test_misuse.py (every command that writes x every wrong place for its
 output), tests/test_interrupt.py (Ctrl-C), tests/test_silent.py (values that must not be taken
-silently) and tests/test_library_misuse.py (libraries and saved settings): every module of SUITES
-that defines ``CASES``.
+silently), tests/test_library_misuse.py (libraries and saved settings) and tests/test_resume_options.py
+(--resume with options left out): every module of SUITES that defines ``CASES``.
 
     python bench/fault_tally.py                 # all cases (about 3 minutes on 2 CPU cores)
     python bench/fault_tally.py --only "disk"   # the cases whose name holds "disk"
@@ -38,7 +38,8 @@ import importlib  # noqa: E402
 
 import test_faults as faults  # noqa: E402  (the cases live with the tests that keep them passing)
 
-SUITES = ("test_faults", "test_misuse", "test_interrupt", "test_silent", "test_library_misuse")
+SUITES = ("test_faults", "test_misuse", "test_interrupt", "test_silent", "test_library_misuse",
+          "test_resume_options")
 
 
 def suites() -> list[tuple[str, dict, type]]:
