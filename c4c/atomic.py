@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,21 +68,38 @@ class CannotWrite(C4CError):
                          hint=hint or "choose a writable --out, or fix the folder's permissions")
 
 
-def cannot_write_errno(exc: BaseException | None) -> int | None:
-    """EACCES, EPERM or EROFS when ``exc`` (or an exception it was raised from) is a refused write."""
+def _errno_in_chain(exc: BaseException | None, codes: dict, in_text: Callable[[str], int | None]) -> int | None:
+    """The first errno of ``codes`` that ``exc`` or an exception it was raised from carries, as its
+    ``errno`` or (libraries that only say it in words: h5py, safetensors, torch) in its message."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         code = getattr(exc, "errno", None)
-        if code in _CANNOT_WRITE:
+        if code in codes:
             return code
-        if not isinstance(exc, C4CError):  # h5py puts the C library's errno in its message
-            text = str(exc)
-            for code in _CANNOT_WRITE:
-                if f"errno = {code}," in text:
-                    return code
+        if not isinstance(exc, C4CError):
+            code = in_text(str(exc))
+            if code in codes:
+                return code
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _refused_in_text(text: str) -> int | None:
+    return next((code for code in _CANNOT_WRITE if f"errno = {code}," in text), None)
+
+
+def _full_in_text(text: str) -> int | None:
+    for m in _FULL_TEXT.finditer(text):
+        code = int(m.group(1)) if m.group(1) else _FULL_WORDS[m.group(0)]
+        if code in _FULL:
+            return code
+    return None
+
+
+def cannot_write_errno(exc: BaseException | None) -> int | None:
+    """EACCES, EPERM or EROFS when ``exc`` (or an exception it was raised from) is a refused write."""
+    return _errno_in_chain(exc, _CANNOT_WRITE, _refused_in_text)
 
 
 def write_failure(exc: BaseException, path: str | Path | None = None) -> CannotWrite | None:
@@ -98,19 +115,7 @@ def write_failure(exc: BaseException, path: str | Path | None = None) -> CannotW
 def disk_full_errno(exc: BaseException | None) -> int | None:
     """ENOSPC, EDQUOT or EFBIG when ``exc`` (or an exception it was raised from) is a write that ran out
     of space; None for any other error."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        code = getattr(exc, "errno", None)
-        if code in _FULL:
-            return code
-        if not isinstance(exc, C4CError):  # h5py, safetensors and torch put it in their message
-            for m in _FULL_TEXT.finditer(str(exc)):
-                code = int(m.group(1)) if m.group(1) else _FULL_WORDS[m.group(0)]
-                if code in _FULL:
-                    return code
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return _errno_in_chain(exc, _FULL, _full_in_text)
 
 
 @contextmanager

@@ -67,36 +67,32 @@ class MisuseWorkspace(Workspace):
         return out
 
     @cached_property
-    def read_only(self) -> Path:
-        """An empty folder on a read-only file system (a tmpfs remounted ro); Skip where mounting is refused."""
-        path = self.root / "read-only"
+    def mounts(self) -> list[Path]:
+        return []
+
+    def mount(self, path: Path, size: str) -> Path:
+        """A fresh tmpfs of ``size`` at ``path`` (unmounted by :meth:`unmount_all`); Skip where refused."""
         path.mkdir(exist_ok=True)
         if os.geteuid() != 0:
-            raise Skip("mounting a read-only tmpfs needs root")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True,
+            raise Skip("mounting a tmpfs needs root")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
                               text=True)
         if done.returncode != 0:
             raise Skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
         self.mounts.append(path)
+        return path
+
+    @cached_property
+    def read_only(self) -> Path:
+        """An empty folder on a read-only file system (a tmpfs remounted ro)."""
+        path = self.mount(self.root / "read-only", "1m")
         if subprocess.run(["mount", "-o", "remount,ro", str(path)], capture_output=True).returncode != 0:
             raise Skip("cannot remount the tmpfs read-only")
         return path
 
-    @cached_property
-    def mounts(self) -> list[Path]:
-        return []
-
     def full_disk(self, name: str) -> Path:
-        """A fresh tiny tmpfs filled to the last byte; Skip where mounting is refused."""
-        path = self.root / f"full-{name}"
-        path.mkdir()
-        if os.geteuid() != 0:
-            raise Skip("mounting a tmpfs needs root")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(path)], capture_output=True,
-                              text=True)
-        if done.returncode != 0:
-            raise Skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
-        self.mounts.append(path)
+        """A fresh tiny tmpfs filled to the last byte."""
+        path = self.mount(self.root / f"full-{name}", "256k")
         fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT)
         try:
             with contextlib.suppress(OSError):
