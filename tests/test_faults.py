@@ -400,14 +400,30 @@ def same_weights(a: dict, b: dict) -> bool:
 
 # --- the cases ----------------------------------------------------------------------------------
 
-CASES: dict[str, Callable[[Workspace], Verdict]] = {}
+def registry() -> tuple[dict[str, Callable[[Workspace], Verdict]], Callable]:
+    """A suite's ``(CASES, case)``: its cases by name (``bench/fault_tally.py`` counts every suite's) and
+    the decorator ``@case(name)`` that registers one."""
+    cases: dict[str, Callable[[Workspace], Verdict]] = {}
+
+    def case(name: str):
+        def register(fn: Callable[[Workspace], Verdict]) -> Callable[[Workspace], Verdict]:
+            cases[name] = fn
+            return fn
+        return register
+
+    return cases, case
 
 
-def case(name: str):
-    def register(fn: Callable[[Workspace], Verdict]) -> Callable[[Workspace], Verdict]:
-        CASES[name] = fn
-        return fn
-    return register
+def check_case(cases: dict[str, Callable[[Workspace], Verdict]], ws: Workspace, name: str) -> None:
+    """Run one registered case as a test: skipped where it cannot run here, else it must end well."""
+    try:
+        verdict = cases[name](ws)
+    except Skip as why:
+        pytest.skip(str(why))
+    assert verdict.good, f"{name}: {verdict.kind}{' and finished work lost' if verdict.lost else ''}: {verdict.detail}"
+
+
+CASES, case = registry()
 
 
 # full disks
@@ -1081,11 +1097,7 @@ def ws(tmp_path_factory) -> Workspace:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_fault_ends_clearly_and_loses_nothing(ws, name):
-    try:
-        verdict = CASES[name](ws)
-    except Skip as why:
-        pytest.skip(str(why))
-    assert verdict.good, f"{name}: {verdict.kind}{' and finished work lost' if verdict.lost else ''}: {verdict.detail}"
+    check_case(CASES, ws, name)
 
 
 # --- the pieces, one behaviour each -----------------------------------------------------------------

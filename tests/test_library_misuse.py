@@ -12,23 +12,15 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import (HANDLED, SILENT, UNCLEAR, Ran, Skip, Verdict, Workspace, crashed, judge,  # noqa: E402
-                         judge_ok, run_c4c)
+from test_faults import (HANDLED, SILENT, UNCLEAR, Ran, Skip, Verdict, Workspace, check_case, crashed,  # noqa: E402
+                         judge, judge_ok, registry, run_c4c)
 
-CASES: dict[str, Callable[[Workspace], Verdict]] = {}
+CASES, case = registry()
 TINY = ("--clip", "tiny", "--pretrained", "none", "--fps", 2, "--workers", 0, "--device", "cpu", "-q")
-
-
-def case(name: str):
-    def register(fn: Callable[[Workspace], Verdict]) -> Callable[[Workspace], Verdict]:
-        CASES[name] = fn
-        return fn
-    return register
 
 
 def _state(lib: Path) -> dict:
@@ -133,11 +125,7 @@ def ws(tmp_path_factory) -> Workspace:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_library_misuse_ends_clearly_and_loses_nothing(ws, name):
-    try:
-        verdict = CASES[name](ws)
-    except Skip as why:
-        pytest.skip(str(why))
-    assert verdict.good, f"{name}: {verdict.kind}{' and finished work lost' if verdict.lost else ''}: {verdict.detail}"
+    check_case(CASES, ws, name)
 
 
 # --- in-process: the library's own rules -------------------------------------------------------------

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -35,7 +33,7 @@ from typing import Callable
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import Skip, Verdict, Workspace, _env, judge, one_thread, run_c4c  # noqa: E402
+from test_faults import Skip, Verdict, Workspace, _env, check_case, judge, one_thread, registry, run_c4c  # noqa: E402
 
 # --- the material ----------------------------------------------------------------------------------
 
@@ -234,11 +232,11 @@ def another_writer(out: Path, command: str):
 
 # --- the cases -----------------------------------------------------------------------------------------
 
-CASES: dict[str, Callable[[MisuseWorkspace], Verdict]] = {}
+CASES, case = registry()
 
 
 def _register(name: str, fn: Callable[[MisuseWorkspace], Verdict]) -> None:
-    CASES[name] = fn
+    case(name)(fn)
 
 
 def _out(ws: MisuseWorkspace, w: Writer, folder: Path) -> Path:
@@ -350,11 +348,7 @@ def ws(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_misuse_ends_clearly_and_loses_nothing(ws, name):
-    try:
-        verdict = CASES[name](ws)
-    except Skip as why:
-        pytest.skip(str(why))
-    assert verdict.good, f"{name}: {verdict.kind}{' and finished work lost' if verdict.lost else ''}: {verdict.detail}"
+    check_case(CASES, ws, name)
 
 
 # --- the guard itself, one behaviour each ------------------------------------------------------------

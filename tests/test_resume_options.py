@@ -13,12 +13,11 @@ import json
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import Verdict, Workspace, judge_ok, latest_weights, run_c4c  # noqa: E402
+from test_faults import Verdict, Workspace, check_case, judge_ok, latest_weights, registry, run_c4c  # noqa: E402
 
 from c4c.run_folder import FORMAT, FORMAT_VERSION  # noqa: E402
 from c4c.stages.caption import CaptionTrainConfig  # noqa: E402
@@ -107,14 +106,7 @@ def test_an_option_left_out_of_resume_takes_the_saved_value(command, name, tmp_p
 
 # --- the example, end to end ---------------------------------------------------------------
 
-CASES: dict[str, Callable[[Workspace], Verdict]] = {}
-
-
-def case(name: str):
-    def register(fn: Callable[[Workspace], Verdict]) -> Callable[[Workspace], Verdict]:
-        CASES[name] = fn
-        return fn
-    return register
+CASES, case = registry()
 
 
 @case("finetune --pretrained none, then --resume without --pretrained (offline)")
@@ -137,5 +129,4 @@ def ws(tmp_path_factory) -> Workspace:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_resume_case_ends_clearly(ws, name):
-    verdict = CASES[name](ws)
-    assert verdict.good, f"{name}: {verdict.kind}: {verdict.detail}"
+    check_case(CASES, ws, name)

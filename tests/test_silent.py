@@ -12,19 +12,17 @@ The cases run c4c in child processes and are judged as tests/test_faults.py judg
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import Ran, Skip, Verdict, Workspace, judge, judge_ok, run_c4c  # noqa: E402
+from test_faults import Ran, Verdict, Workspace, check_case, judge, judge_ok, registry, run_c4c  # noqa: E402
 
 from c4c.errors import C4CError  # noqa: E402
 from c4c.search.moments import check_window, plan_video, window_spans  # noqa: E402
@@ -138,14 +136,7 @@ def test_nan_or_zero_rows_from_the_model_are_not_written(tmp_path):
 
 # --- the cases: c4c in a child process ---------------------------------------------------------------
 
-CASES: dict[str, Callable[[Workspace], Verdict]] = {}
-
-
-def case(name: str):
-    def register(fn: Callable[[Workspace], Verdict]) -> Callable[[Workspace], Verdict]:
-        CASES[name] = fn
-        return fn
-    return register
+CASES, case = registry()
 
 
 def _run(*args, timeout: float = LIMIT) -> Ran | Verdict:
@@ -358,8 +349,4 @@ def ws(tmp_path_factory) -> Workspace:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_silent_case_ends_clearly(ws, name):
-    try:
-        verdict = CASES[name](ws)
-    except Skip as why:
-        pytest.skip(str(why))
-    assert verdict.good, f"{name}: {verdict.kind}: {verdict.detail}"
+    check_case(CASES, ws, name)

@@ -446,6 +446,8 @@ class _Job:
 
     def _stop_here(self, writer, texts: int, videos: int) -> None:
         """A safe point of the clip-by-clip path: after a Ctrl-C, stop with every written batch kept."""
+        from c4c.data.embeddings import partial_path
+
         interrupt.stop_here(lambda: f"kept {writer.texts_done} of {texts} texts and {writer.videos_done} of {videos} "
                                     f"videos encoded in {partial_path(self.out).name}", path=self.out)
 
