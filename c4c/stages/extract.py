@@ -36,6 +36,7 @@ from c4c import option_rules
 from c4c.errors import C4CError
 from c4c.outputs import Output, check_outputs
 from c4c.video import layout, shards, staging
+from c4c.video.ffmpeg_bin import ffmpeg_exe
 from c4c.lock import writer_lock
 # index_shards and parse_shard_index: `c4c extract --index DIR` and `--shard-index` call them through here
 from c4c.video.shards import shard_set_state
@@ -314,6 +315,8 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
             result.shards = list(targets.values()) if count else []
             if on_start:
                 on_start(len(pending), result.skipped)
+            if pending:
+                ffmpeg_exe()  # looked up here: a Ctrl-C during the lookup in a worker would read as "no ffmpeg"
             with interrupt.graceful():  # Ctrl-C: stop after the running ffmpegs, keeping every finished video
                 _extract_pending(config, settings, pending, target_of, result, on_video)
         finally:

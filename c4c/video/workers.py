@@ -64,6 +64,8 @@ def extract_unit(jobs: Unit, parts_dir: str, settings: StoreSettings,
                                 codec=settings.codec, jpeg_quality=settings.jpeg_quality, threads=threads,
                                 reader=settings.reader)
     except Exception as exc:  # a bug or an OS error must not stop the batch; it is reported
+        if interrupt.requested():  # a child stopped by the Ctrl-C (even ffmpeg's own lookup): not the videos' fault
+            return [Outcome(v, p, ok=False, reason="interrupted") for v, p in jobs]
         log.exception("unexpected error on %s", [p for _, p in jobs])
         return [Outcome(v, p, ok=False, reason=f"unexpected error: {type(exc).__name__}: {exc}") for v, p in jobs]
     outcomes = []
