@@ -86,6 +86,10 @@ def _say_interrupted(exc: BaseException | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `c4c`."""
     run_app(app, argv, prog_name="c4c")
+    if argv is None:  # this process is the command, and it is done: a late Ctrl-C must not break its exit
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _exit_with(exc: C4CError) -> None:
