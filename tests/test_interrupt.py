@@ -25,8 +25,9 @@ from typing import Callable
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import (HANDLED, TRACEBACK, UNCLEAR, Ran, Skip, Verdict, Workspace, judge_ok,  # noqa: E402
-                         latest_weights, one_thread, read_store, run_c4c, same_weights, start_c4c, stored_ids)
+from test_faults import (HANDLED, TRACEBACK, UNCLEAR, Ran, Verdict, Workspace, check_case, judge_ok,  # noqa: E402
+                         latest_weights, one_thread, read_store, registry, run_c4c, same_weights, start_c4c,
+                         stored_ids)
 
 from c4c import interrupt  # noqa: E402
 
@@ -166,14 +167,7 @@ def first_bad(verdicts: list[Verdict]) -> Verdict | None:
 
 # --- the cases ----------------------------------------------------------------------------------
 
-CASES: dict[str, Callable[[Workspace], Verdict]] = {}
-
-
-def case(name: str):
-    def register(fn: Callable[[Workspace], Verdict]) -> Callable[[Workspace], Verdict]:
-        CASES[name] = fn
-        return fn
-    return register
+CASES, case = registry()
 
 
 def _cached(ws: Workspace, name: str, make: Callable[[], object]):
@@ -383,8 +377,4 @@ def ws(tmp_path_factory) -> Workspace:
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CASES])
 def test_case(ws, name):
-    try:
-        verdict = CASES[name](ws)
-    except Skip as why:
-        pytest.skip(str(why))
-    assert verdict.good, f"{verdict.kind}{' (finished work lost)' if verdict.lost else ''}: {verdict.detail}"
+    check_case(CASES, ws, name)
