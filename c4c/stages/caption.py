@@ -425,8 +425,8 @@ def _generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = Non
                 captions[evalset.video_ids[i]] = text
             on_event({"event": "batch", "done": len(captions), "videos": total})
             if len(captions) < total:
-                interrupt.stop_here(f"stopped after {len(captions)} of {total} videos; nothing was written (the "
-                                    "captions are written once every video has one)", path=cfg.out)
+                interrupt.stop_here(f"stopped after {len(captions)} of {total} videos; nothing was written: the "
+                                    "captions are written once every video has one", path=cfg.out)
     seconds = time.perf_counter() - t0
     out = Path(cfg.out)
     write_json(out, captions)
