@@ -420,8 +420,8 @@ def _finish_part_stoppable(cfg: LibraryConfig, out: Path, state: dict, emit: Cal
         try:
             _finish_part(cfg, out, state, emit)
         except interrupt.Interrupted as stop:
-            raise interrupt.Interrupted(f"kept what this update finished ({stop.kept}); {len(state['videos'])} "
-                                        "videos were done before it", path=out) from None
+            raise interrupt.Interrupted(f"this update stopped: {stop.kept}; {len(state['videos'])} videos were done "
+                                        "before it", path=out) from None
 
 
 def _live_digest(state: dict) -> str:
