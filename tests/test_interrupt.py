@@ -367,6 +367,22 @@ def _(ws):
     return judge_ok(final, right=right, lost=not kept, why=f"{verdict.detail}; the next run finished it")
 
 
+@case("SIGINT index of a video folder half-way, then the same command again")
+def _(ws):
+    src = _many_links(ws)
+    d = ws.fresh("sigint-index")
+    lib = d / "library"
+    args = ["index", src, "--out", lib, "--clip", "tiny", "--pretrained", "none", "--fps", 2, "--size", 32, "-q"]
+    ran, seconds = sigint_at(args, lambda: any((lib / "parts").glob("*/frames.h5*")), 0.2)
+    verdict = judge_stop(ran, seconds, path=lib, says=("this update stopped", "again to continue"))
+    final = run_c4c(*args)
+    state = json.loads((lib / "library.json").read_text()) if (lib / "library.json").is_file() else {}
+    right = sorted(state.get("videos", {})) == [f"s{i:02d}" for i in range(60)] and not state.get("failed")
+    if verdict.kind != HANDLED:
+        return verdict
+    return judge_ok(final, right=right, why=f"{verdict.detail}; the next run indexed all 60 videos")
+
+
 # --- the tests ----------------------------------------------------------------------------------
 
 
