@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import cli_commands
+
 ENTRY_POINT = Path(sys.executable).parent / "c4c"
 
 USAGE_ERRORS = {
@@ -57,19 +59,8 @@ def test_a_user_error_is_one_line_naming_the_file_and_exit_2(tmp_path):
 
 
 def test_every_option_of_every_command_has_help_text():
-    import typer.main
-
-    from c4c.cli.app import app
-
-    def walk(group, path):
-        for name, command in group.commands.items():
-            if hasattr(command, "commands"):
-                yield from walk(command, path + [name])
-            else:
-                yield path + [name], command
-
     missing = []
-    for path, command in walk(typer.main.get_command(app), []):
+    for path, command in cli_commands():
         assert command.help and "Examples" in command.help, path
         for param in command.params:
             if getattr(param, "hidden", False) or param.name == "help":

@@ -19,6 +19,8 @@ from c4c.stages import encode, extract
 from c4c.stages.finetune import FinetuneConfig, run as finetune_run
 from c4c.video.store import FrameStore
 
+from helpers import cli_commands
+
 RANDOM_INIT = "temporal layers 2.. keep their random init"  # tiny CLIP has 2 text layers
 
 
@@ -129,18 +131,7 @@ def test_the_warning_is_said_when_the_run_is_made_and_not_by_what_loads_it(data,
 # --- --help at 80 columns --------------------------------------------------------------------------
 
 def _commands():
-    import typer.main
-
-    from c4c.cli.app import app
-
-    def walk(group, path):
-        for name, command in group.commands.items():
-            if hasattr(command, "commands"):
-                yield from walk(command, path + [name])
-            else:
-                yield path + [name], command
-
-    return list(walk(typer.main.get_command(app), []))
+    return cli_commands()
 
 
 @pytest.mark.parametrize("path", [" ".join(p) for p, _ in _commands()])

@@ -26,6 +26,8 @@ from c4c.cli.app import app, main
 from c4c.stages import caption, encode, evaluate, extract, library
 from c4c.train import settings as training
 
+from helpers import cli_commands
+
 REPO = Path(__file__).resolve().parents[1]
 SECONDS_PER_RUN = 30       # a refusal takes well under a second; more than this is a hang
 
@@ -52,24 +54,14 @@ BELOW_ONE = {"warmup", "decoder_dropout"}          # fractions: [0, 1)
 
 def _numeric_options() -> list[tuple[str, str, str, type]]:
     """``(command, flag, field, int|float)`` of every numeric option the command line has."""
-    import typer
-
     found = []
-
-    def walk(command, words):
-        if hasattr(command, "commands"):
-            for name, sub in command.commands.items():
-                walk(sub, words + [name])
-            return
+    for words, command in cli_commands(app) + [(["mini"] + w, c) for w, c in cli_commands(mini_cmd.app)]:
         for param in command.params:
             kind = param.type_descriptor.annotation
             kind = {"int": int, "float": float}.get(getattr(kind, "__name__", ""), None) \
                 or next((k for k in (int, float) if k in getattr(kind, "__args__", ())), None)
             if kind is not None and param.opts:
                 found.append((" ".join(words), param.opts[0], param.name, kind))
-
-    walk(typer.main.get_command(app), [])
-    walk(typer.main.get_command(mini_cmd.app), ["mini"])
     return found
 
 
