@@ -542,7 +542,7 @@ def test_in_a_browser_a_caption_shows_its_moment_first_and_a_click_plays_it_from
     cards = _search(browser, url, caption)
     top = cards[0]
     assert (top.get_attribute("data-video-id"), float(top.get_attribute("data-start"))) == (video, start)
-    assert f"0:{int(start):02d} – 0:{int(end):02d}" in top.text and video in top.text and "#1" in top.text
+    assert f"0:{start:04.1f} – 0:{end:04.1f}" in top.text and video in top.text and "#1" in top.text
     shown = _card_image(browser, top)
     want = lib["searcher"].thumbnail(Moment(1, video, start, end, 0.0))
     assert np.abs(shown.astype(int) - want.astype(int)).max() <= 2  # the right clip's frame
