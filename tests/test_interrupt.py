@@ -285,6 +285,52 @@ def _(ws):
                            [(random.Random(3).uniform(0.0, 1.0), None)], fresh=False)
 
 
+def long_pretrain_args(ws: Workspace, out: Path) -> list:
+    """``Workspace.pretrain_args`` with 12 steps: time to stop it in the middle."""
+    args = ws.pretrain_args(out)
+    args[args.index("--steps") + 1] = 12
+    return args
+
+
+@case("SIGINT pretrain after its first checkpoint; resume")
+def _(ws):
+    def make() -> Path:
+        out = ws.root / "pretrain-long"
+        ran = run_c4c(*long_pretrain_args(ws, out))
+        assert ran.rc == 0, ran.out
+        return out
+    reference = _cached(ws, "pretrain_long", make)
+    return _training_stops(ws, "sigint-pretrain", lambda out: long_pretrain_args(ws, out), reference,
+                           [(random.Random(5).uniform(0.0, 0.5), None)], fresh=False)
+
+
+def _synth_args(out: Path) -> list:
+    return ["synth", out, "--count", 240, "--duration", 1, "--width", 32, "--height", 32, "--seed", 9, "-q"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@case("SIGINT synth half-way, then the same command again")
+def _(ws):
+    def make() -> dict[str, bytes]:
+        out = ws.root / "synth-full"
+        ran = run_c4c(*_synth_args(out))
+        assert ran.rc == 0, ran.out
+        return _files(out)
+    reference = _cached(ws, "synth_full", make)
+    out = ws.fresh("sigint-synth") / "data"
+    videos = out / "videos"
+    ran, seconds = sigint_at(_synth_args(out), lambda: videos.is_dir() and len(list(videos.iterdir())) >= 10, 0.0)
+    verdict = judge_stop(ran, seconds, path=out, says=("kept the", "videos made by this run", "run the same command"))
+    if verdict.kind != HANDLED:
+        return verdict
+    again = run_c4c(*_synth_args(out))
+    return judge_ok(again, right=_files(out) == reference,
+                    why=f"stopped with {verdict.detail!r}; the second run made the same files as an uninterrupted one")
+
+
 def _many_links(ws: Workspace, n: int = 60) -> Path:
     """``n`` videos (hard links to the 20 of ``ws.many``: s07 is m07): enough work to stop half-way."""
     def make() -> Path:

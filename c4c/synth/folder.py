@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from c4c import interrupt
 from c4c.atomic import TEMP_MARK, write_json
 from c4c.errors import C4CError
 from c4c.outputs import Output, folder_holding, guard
@@ -65,16 +66,27 @@ def encode_missing(video_dir: Path, videos: Sequence[Any], render: Callable[[Any
     (``config`` gives width, height, fps and crf); ``on_video(done, total)`` after each. Returns how many
     were encoded."""
     encoded = 0
-    for done, video in enumerate(videos, start=1):
-        target = video_dir / f"{video.video_id}.mp4"
-        if target.is_file() and target.stat().st_size > 0:
-            log.debug("%s exists, skipped", target)
-        else:
-            encode_video(render(video), target, width=config.width, height=config.height, fps=config.fps,
-                         crf=config.crf)
-            encoded += 1
-        if on_video is not None:
-            on_video(done, len(videos))
+
+    def kept() -> str:
+        return f"kept the {encoded} videos made by this run ({len(videos)} in all)"
+
+    with interrupt.graceful():  # Ctrl-C: stop after the video in progress; the next run makes the rest
+        for done, video in enumerate(videos, start=1):
+            interrupt.stop_here(kept, path=video_dir.parent)
+            target = video_dir / f"{video.video_id}.mp4"
+            if target.is_file() and target.stat().st_size > 0:
+                log.debug("%s exists, skipped", target)
+            else:
+                try:
+                    encode_video(render(video), target, width=config.width, height=config.height, fps=config.fps,
+                                 crf=config.crf)
+                except BaseException:
+                    if interrupt.requested():  # its ffmpeg got the terminal's Ctrl-C too: the file was not kept
+                        raise interrupt.Interrupted(kept(), path=video_dir.parent) from None
+                    raise
+                encoded += 1
+            if on_video is not None:
+                on_video(done, len(videos))
     return encoded
 
 
