@@ -58,7 +58,7 @@ def tiny_tight_run(folder: Path) -> Path:
     """A run folder holding a randomly initialised tiny tightTransf model."""
     from c4c.model.backbone import build_clip
     from c4c.model.clip4clip import CLIP4Clip
-    from c4c.train import checkpoint
+    from c4c.run import checkpoint
 
     folder.mkdir(parents=True, exist_ok=True)
     clip, _ = build_clip("tiny", "none")

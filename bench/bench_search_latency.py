@@ -50,7 +50,7 @@ def build(folder: Path, n: int, dim: int = 512) -> None:
     is zero-shot ViT-B-32 / none."""
     from c4c.search.index import IndexSettings, VectorIndex
     from c4c.search.moments import RowTable
-    from c4c.search.source import ZERO_SHOT, ModelSource
+    from c4c.run.source import ZERO_SHOT, ModelSource
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, dim)).astype(np.float32)

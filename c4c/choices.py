@@ -68,3 +68,6 @@ CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 # GNMT length-penalty exponent of caption beam search by default (a common default, e.g. tensor2tensor)
 DEFAULT_ALPHA = 0.6
+
+# open_clip pretrained tags whose CLIP was trained with QuickGELU (OpenAI's, and those trained like them)
+QUICKGELU_TAGS = ("openai", "laion400m_e31", "laion400m_e32", "metaclip_400m", "metaclip_fullcc")

@@ -14,7 +14,7 @@ version 1):
                           "split": "val" | "test" | null, "value": [...], "best_epoch": int | null}}]}
 
 ``optimiser_steps`` is the last optimiser step the run logged (a step line or an epoch's end), not the
-number of logged lines. Runs are read through :class:`c4c.run_folder.RunFolder` only. A value that is
+number of logged lines. Runs are read through :class:`c4c.run.folder.RunFolder` only. A value that is
 not finite is ``null``.
 
 :func:`figure` and :func:`save_png` give every chart (``c4c.mini``'s too) a headless Agg figure and an
@@ -32,7 +32,7 @@ from typing import Any, Sequence
 from c4c.atomic import atomic_path, write_text
 from c4c.outputs import Output, guard, json_with_format
 from c4c.errors import C4CError
-from c4c.run_folder import RunFolder
+from c4c.run.folder import RunFolder
 
 CURVES_FORMAT = "c4c-curves"
 PNG_SOFTWARE = "c4c plot"  # the PNG's Software metadata: how `c4c plot` knows a chart of its own

@@ -22,7 +22,7 @@ from c4c.model.load import build_model, resolve_spec
 from c4c.model.beam import Hypothesis, beam_search, length_penalty
 from c4c.model.decoder import CaptionModel, DecoderConfig, IncrementalDecoder
 from c4c.stages import caption, extract
-from c4c.train import checkpoint
+from c4c.run import checkpoint
 
 
 # ------------------------------------------------------------------------------------------------

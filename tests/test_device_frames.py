@@ -22,7 +22,7 @@ from c4c.datasets.jsonl import read_jsonl
 from c4c.errors import C4CError
 from c4c.stages import extract
 from c4c.stages.finetune import FinetuneConfig, run
-from c4c.train import checkpoint
+from c4c.run import checkpoint
 from c4c.video import jpeg
 from c4c.video.store import FrameStore
 

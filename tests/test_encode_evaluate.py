@@ -237,7 +237,7 @@ def test_a_run_trained_from_quickgelu_weights_is_rebuilt_with_quickgelu(tmp_path
     from c4c.model.clip4clip import CLIP4Clip
     from c4c.model.load import load_run
     from c4c.stages.finetune import build_model
-    from c4c.train import checkpoint
+    from c4c.run import checkpoint
 
     clip, info = build_clip("tiny", "none")
     assert info.quick_gelu == uses_quick_gelu(clip)
@@ -257,7 +257,7 @@ def test_a_run_trained_from_quickgelu_weights_is_rebuilt_with_quickgelu(tmp_path
 
 
 def test_old_runs_without_a_recorded_activation_follow_their_pretrained_tag():
-    from c4c.model.backbone import run_quick_gelu
+    from c4c.run.folder import run_quick_gelu
 
     assert run_quick_gelu({"pretrained": "openai"}) is True
     assert run_quick_gelu({"pretrained": "laion2b_s34b_b79k"}) is False

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from c4c import export, synth
+from c4c.run import export_format
 from c4c.errors import C4CError
 from c4c.model.load import build_model, load_run, resolve_spec
 from c4c.stages import extract
@@ -37,7 +38,7 @@ def test_open_clip_loads_the_exported_towers_bit_for_bit(trained):
     import open_clip
 
     from c4c.model.backbone import build_clip
-    from c4c.train import checkpoint
+    from c4c.run import checkpoint
 
     model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{trained['out']}")
     model.eval()
@@ -62,7 +63,7 @@ def test_the_folder_holds_the_head_config_card_and_hashes(trained):
     info = json.loads((out / "c4c_run.json").read_text())
     assert info["format"] == "c4c-export" and info["task"] == "retrieval" and info["model"]["sim"] == "seqTransf"
     for name, digest in info["sha256"].items():
-        assert export.sha256_file(out / name) == digest
+        assert export_format.sha256_file(out / name) == digest
     from safetensors.torch import load_file
 
     extra = load_file(str(out / "c4c_extra.safetensors"))
@@ -104,7 +105,7 @@ def test_a_missing_hub_model_fails_fast_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
     with pytest.raises(C4CError, match="hf-hub:nobody/no-such-model") as info:
-        export.resolve_source("hf-hub:nobody/no-such-model")
+        export_format.resolve_source("hf-hub:nobody/no-such-model")
     assert time.monotonic() - start < 10 and "--run" in str(info.value)
 
 

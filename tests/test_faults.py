@@ -387,7 +387,7 @@ def stored_ids(store: Path) -> set[str]:
 
 
 def latest_weights(run_dir: Path) -> dict:
-    from c4c.train import checkpoint
+    from c4c.run import checkpoint
 
     return checkpoint.load_model_state(checkpoint.latest(run_dir))
 
@@ -539,7 +539,7 @@ def _(ws):
         roomy = d / "roomy"
         shutil.copytree(run_dir, roomy)
     from c4c.errors import C4CError
-    from c4c.train import checkpoint
+    from c4c.run import checkpoint
 
     newest = checkpoint.latest(roomy)
     said = next(iter(ran.errors), "")
@@ -608,7 +608,7 @@ def _(ws):
 
 def _kill_training(ws: Workspace, name: str, args_of: Callable[[Path], list], reference: Path) -> Verdict:
     from c4c.errors import C4CError
-    from c4c.train import checkpoint
+    from c4c.run import checkpoint
 
     d = ws.fresh(name)
     run_dir = d / "run"

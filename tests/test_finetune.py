@@ -18,7 +18,7 @@ from c4c import synth
 from c4c.errors import C4CError
 from c4c.stages import extract
 from c4c.stages.finetune import FinetuneConfig, run
-from c4c.train import checkpoint
+from c4c.run import checkpoint
 
 
 @pytest.fixture(scope="module")

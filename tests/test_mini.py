@@ -590,7 +590,7 @@ def test_a_damaged_result_file_is_reported(tmp_path):
 def test_only_rejects_unknown_experiments(tmp_path):
     with pytest.raises(C4CError, match="1-6"):
         experiments.validate(MiniConfig(out=tmp_path, only=(7,)))
-    from c4c.cli.mini_cmd import _parse_only
+    from c4c.mini.cli import _parse_only
 
     assert _parse_only("3, 1") == (1, 3)
     with pytest.raises(C4CError):
@@ -602,7 +602,7 @@ def test_only_rejects_unknown_experiments(tmp_path):
 
 @pytest.mark.slow
 def test_quick_run_end_to_end_then_resumes_without_training(tmp_path):
-    from c4c.cli.mini_cmd import main
+    from c4c.mini.cli import main
 
     out = tmp_path / "mini"
     main(["--out", str(out), "--quick", "--seeds", "1", "--quiet"])

@@ -207,7 +207,7 @@ def test_a_3d_run_can_start_from_a_2d_run(tmp_path):
     from c4c.model.backbone import build_clip
     from c4c.model.clip4clip import CLIP4Clip
     from c4c.stages.finetune import FinetuneConfig, build_model
-    from c4c.train import checkpoint
+    from c4c.run import checkpoint
 
     clip, _ = build_clip("tiny", "none")
     two_d = CLIP4Clip(clip, sim="meanP")

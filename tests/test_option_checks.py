@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from c4c.cli import data_cmds, mini_cmd, retrieval_cmds, serve_cmd
+from c4c.cli import data_cmds, retrieval_cmds, serve_cmd
+from c4c.mini import cli as mini_cmd
 from c4c.cli.app import app, main
 from c4c.stages import caption, encode, evaluate, extract, library
 from c4c.train import settings as training

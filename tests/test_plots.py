@@ -15,7 +15,7 @@ from c4c import synth
 from c4c.cli.app import main
 from c4c.errors import C4CError
 from c4c.plots import plot_runs, read_curves
-from c4c.run_folder import RunFolder
+from c4c.run.folder import RunFolder
 from c4c.stages import extract
 from c4c.stages.finetune import FinetuneConfig, run
 

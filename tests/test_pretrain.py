@@ -26,7 +26,7 @@ from c4c.datasets.records import VideoRecord
 from c4c.errors import C4CError
 from c4c.stages import extract
 from c4c.stages.pretrain import PretrainConfig, run
-from c4c.train import checkpoint
+from c4c.run import checkpoint
 from c4c.video.store import FrameStore
 
 

@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_faults import Verdict, Workspace, check_case, judge_ok, latest_weights, registry, run_c4c  # noqa: E402
 
-from c4c.run_folder import FORMAT, FORMAT_VERSION  # noqa: E402
+from c4c.run.folder import FORMAT, FORMAT_VERSION  # noqa: E402
 from c4c.stages.caption import CaptionTrainConfig  # noqa: E402
 from c4c.stages.finetune import FinetuneConfig  # noqa: E402
 from c4c.stages.pretrain import PretrainConfig  # noqa: E402

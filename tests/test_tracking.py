@@ -11,7 +11,7 @@ import pytest
 
 from c4c import synth
 from c4c.errors import C4CError
-from c4c.run_folder import RunFolder
+from c4c.run.folder import RunFolder
 from c4c.stages import extract
 from c4c.stages.finetune import FinetuneConfig, run
 from c4c.train.tracking import Tracker, record_scalars

@@ -24,7 +24,7 @@ def fill_from_saved_run(ctx: typer.Context, config_cls: type, values: dict) -> d
     """With --resume, every option the user did not type takes the run's saved value (those that may
     change included, so a run made with --pretrained none resumes without it; the stage refuses the
     ones typed differently); --max-steps and --out are this command's own."""
-    from c4c.run_folder import RunFolder
+    from c4c.run.folder import RunFolder
     from c4c.train.settings import NOT_TAKEN_ON_RESUME
 
     if not values.get("resume"):

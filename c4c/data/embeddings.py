@@ -6,7 +6,7 @@ data/README.md)::
     /                     attrs: format, format_version, complete, sim, loose, logit_scale, dim,
                                  normalised, multi_sentence, paragraph, run, checkpoint, frames,
                                  dataset, ann, split, settings (JSON), fingerprint, created,
-                                 model (JSON, c4c.search.source.ModelSource), model_fingerprint,
+                                 model (JSON, c4c.run.source.ModelSource), model_fingerprint,
                                  moments (bool), window, stride (seconds; 0 without windows)
     /videos/ids           [Nv] utf-8 strings, the video of each row (repeated when ``moments``)
     /videos/start         [Nv] float64 seconds, where the row's span of its video starts
@@ -326,8 +326,8 @@ class Embeddings:
 
     @property
     def model_source(self):
-        """The :class:`c4c.search.source.ModelSource` that made the embeddings (None if unknown)."""
-        from c4c.search.source import from_record
+        """The :class:`c4c.run.source.ModelSource` that made the embeddings (None if unknown)."""
+        from c4c.run.source import from_record
 
         return from_record(self.attrs.get("model"), run=self.attrs.get("run") or None,
                            checkpoint=self.attrs.get("checkpoint") or None)

@@ -1,5 +1,5 @@
-"""`python -m c4c.mini`: the command line is :mod:`c4c.cli.mini_cmd`."""
+"""`python -m c4c.mini`: the command line is :mod:`c4c.mini.cli`."""
 
-from c4c.cli.mini_cmd import main
+from c4c.mini.cli import main
 
 main()

@@ -110,7 +110,7 @@ def patch3d_init(cfg: MiniConfig, data: MiniData, seed: int, on_event: Event | N
 
     from c4c.model.backbone import build_clip
     from c4c.model.clip4clip import CLIP4Clip
-    from c4c.train import checkpoint
+    from c4c.run import checkpoint
 
     clip, _ = build_clip("tiny", "none")
     flat = CLIP4Clip(clip, sim="meanP", patch="2d")

@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from c4c.choices import ACTIVATIONS
+from c4c.choices import ACTIVATIONS, QUICKGELU_TAGS
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BUILTIN = {"tiny": CONFIG_DIR / "clip-tiny.json"}
 # Tags trained with QuickGELU (OpenAI CLIP and the LAION-400M/MetaCLIP runs of the OpenAI architecture).
-QUICKGELU_TAGS = ("openai", "laion400m_e31", "laion400m_e32", "metaclip_400m", "metaclip_fullcc")
 
 
 @dataclass
@@ -266,19 +265,6 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
     return model, info
 
 
-def quick_gelu_of(pretrained: str) -> bool:
-    """Whether a run saved without its activation used QuickGELU, from its ``pretrained`` (tag or file).
-
-    For a file this is the rule c4c applied before activations were recorded (``.pt`` with "vit" in
-    the name), so it says what those runs were built with; new runs record ``activation`` instead.
-    """
-    tag = str(pretrained).strip()
-    if tag.lower().replace("-", "_") in QUICKGELU_TAGS:
-        return True
-    path = Path(tag)
-    return path.suffix == ".pt" and "vit" in path.name.lower()  # OpenAI's TorchScript files
-
-
 def uses_quick_gelu(clip) -> bool:
     """Whether the CLIP model's blocks use QuickGELU."""
     from open_clip.transformer import QuickGELU
@@ -296,32 +282,6 @@ def set_activation(clip, quick_gelu: bool) -> None:
         for block in tower.resblocks:
             if isinstance(block.mlp.gelu, QuickGELU) != quick_gelu:
                 block.mlp.gelu = QuickGELU() if quick_gelu else nn.GELU()
-
-
-def run_quick_gelu(run_config: dict, _depth: int = 0) -> bool | None:
-    """The activation a saved run's CLIP used: recorded in its ``backbone``, else implied by its
-    pretrained tag or by its ``--init`` run (None when it cannot be told)."""
-    backbone = run_config.get("backbone") or {}
-    if "quick_gelu" in backbone:
-        return bool(backbone["quick_gelu"])
-    if backbone.get("activation") in ("quickgelu", "gelu"):
-        return backbone["activation"] == "quickgelu"
-    arch = run_config.get("architecture") or {}
-    if "quick_gelu" in arch:
-        return bool(arch["quick_gelu"])
-    init = run_config.get("init")
-    if init and _depth < 8:
-        import json
-
-        path = Path(str(init)) / "config.json"
-        try:
-            return run_quick_gelu(json.loads(path.read_text()), _depth + 1)
-        except (OSError, ValueError):
-            return None
-    pretrained = str(run_config.get("pretrained") or "").strip()
-    if pretrained.lower() in ("", "none"):
-        return None  # random init: the model config's own activation
-    return quick_gelu_of(pretrained)
 
 
 def _load_weights_file(model, path: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from c4c.errors import C4CError
-from c4c.run_folder import ModelSpec, RunFolder
+from c4c.run.folder import ModelSpec, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def resolve_spec(settings, decoder: dict | None = None) -> ModelSpec:
     """The model to build for a stage's :class:`~c4c.train.settings.ModelSettings`: explicit values,
     else the ``init`` run's, else :data:`DEFAULTS`. With ``init`` the weights come from that run, and
     so does the activation."""
-    from c4c import export
+    from c4c.run import export_format as export
 
     base: ModelSpec | None = None
     if settings.init is not None:
@@ -82,8 +82,8 @@ def build_model(spec: ModelSpec, device: str = "cpu", init: Path | None = None):
 def _init_state(init: Path) -> tuple[dict, Path]:
     """``(state dict, where it came from)`` of ``--init``: a run (best/, else its newest checkpoint), a
     checkpoint folder, an exported folder, or ``hf-hub:ORG/NAME``."""
-    from c4c import export
-    from c4c.train import checkpoint
+    from c4c.run import export_format as export
+    from c4c.run import checkpoint
 
     init = export.resolve_source(init)
     if export.is_export(init):
@@ -135,7 +135,7 @@ def _load_init(model, init: Path, spec: ModelSpec) -> None:
 
 
 def read_run_config(run_dir: Path) -> dict:
-    """The run's config.json, checked (see :class:`c4c.run_folder.RunFolder`)."""
+    """The run's config.json, checked (see :class:`c4c.run.folder.RunFolder`)."""
     return RunFolder(Path(run_dir)).read_config()
 
 
@@ -147,8 +147,8 @@ def checkpoint_folder(run_dir: Path, which: str = "best") -> Path:
 def load_run(run_dir: Path, *, device: str = "cpu", which: str = "best") -> LoadedRun:
     """Rebuild a run's model from its config and load the weights of ``which`` checkpoint; ``run_dir``
     may also be an exported folder (:mod:`c4c.export`) or ``hf-hub:ORG/NAME``."""
-    from c4c import export
-    from c4c.train import checkpoint
+    from c4c.run import export_format as export
+    from c4c.run import checkpoint
 
     source = export.resolve_source(run_dir)
     if export.is_export(source):

@@ -135,7 +135,7 @@ def public(moment: Moment) -> dict:
 
 
 def _model_line(searcher) -> tuple[str | None, str | None]:
-    from c4c.search.source import from_record
+    from c4c.run.source import from_record
 
     meta = searcher.index.meta or {}
     source = from_record(meta.get("model"), run=meta.get("run"), checkpoint=meta.get("checkpoint"))

@@ -45,7 +45,7 @@ from c4c.atomic import write_json
 from c4c import interrupt, option_rules
 from c4c.errors import C4CError
 from c4c.outputs import Output, guard, json_with_format
-from c4c.run_folder import guard_run
+from c4c.run.folder import guard_run
 from c4c.choices import DEFAULT_ALPHA
 from c4c.stages.pairs import dataset_options
 from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings, PairSettings
@@ -127,9 +127,9 @@ def decoder_config(cfg: CaptionTrainConfig) -> dict:
 
 def load_captioner(run_dir: Path, which: str = "best", device: str = "cpu"):
     """``(model in eval mode, run config, checkpoint folder)`` of a caption run."""
-    from c4c import export
+    from c4c.run import export_format as export
     from c4c.model.load import load_run
-    from c4c.run_folder import RunFolder
+    from c4c.run.folder import RunFolder
 
     source = export.resolve_source(run_dir)
     if not export.is_export(source) and RunFolder(source).task() != "caption":

@@ -2,7 +2,7 @@
 
 The model is a trained run (``run``) or zero-shot CLIP (``clip`` + ``pretrained``): CLIP4Clip's meanP
 at initialisation, i.e. CLIP's image features of the video's frames, mean-pooled
-(:mod:`c4c.search.source`). EMB.h5 records which, with a fingerprint, so `c4c search` rebuilds the
+(:mod:`c4c.run.source`). EMB.h5 records which, with a fingerprint, so `c4c search` rebuilds the
 same text tower.
 
 With annotations (``--dataset`` and ``--ann``) it encodes one split: every caption (or paragraph)
@@ -85,7 +85,7 @@ class EncodeResult:
     seconds: float
     rows: int = 0                          # video rows written (moments: windows)
     frames: int = 0                        # real frames this run passed through the image tower (not padding)
-    model: str = ""                        # the model, described (c4c.search.source)
+    model: str = ""                        # the model, described (c4c.run.source)
 
 
 def _setting(value, run_config: dict, key: str, default):

@@ -68,7 +68,7 @@ class EvaluateResult:
 def check_bank_model(bank, emb, force: bool = False) -> None:
     """C4CError naming both models when the bank was encoded by another model than the evaluated file
     (their fingerprints differ; files without one are compared by run and checkpoint)."""
-    from c4c.search.source import check_same_model
+    from c4c.run.source import check_same_model
 
     have, want = bank.model_source, emb.model_source
     if have is None or want is None:

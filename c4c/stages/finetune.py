@@ -1,6 +1,6 @@
 """`c4c finetune`: train CLIP4Clip for text-video retrieval on FRAMES.h5 and an annotation file.
 
-Writes a run folder (layout: :mod:`c4c.run_folder`): config.json, metrics.jsonl, checkpoints/,
+Writes a run folder (layout: :mod:`c4c.run.folder`): config.json, metrics.jsonl, checkpoints/,
 latest.json, best/ (the best epoch on the selection split) and results.json. Works alone or under
 ``torchrun --nproc_per_node N`` (features all-gathered for the loose heads).
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings, PairSettings
-from c4c.run_folder import guard_run
+from c4c.run.folder import guard_run
 from c4c.train.start import TrainResult
 
 log = logging.getLogger(__name__)

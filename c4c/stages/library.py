@@ -218,7 +218,7 @@ def _check_model(settings: dict) -> int:
     from c4c.model.backbone import check_clip
 
     if settings.get("run"):
-        from c4c.run_folder import RunFolder
+        from c4c.run.folder import RunFolder
 
         folder = RunFolder(Path(settings["run"]))
         if not folder.is_run():

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.errors import C4CError
-from c4c.run_folder import guard_run
+from c4c.run.folder import guard_run
 from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,6 @@ def _pretrain(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = Non
 
 def history(run_dir: Path) -> list[dict]:
     """The step records of a run's metrics.jsonl."""
-    from c4c.run_folder import RunFolder
+    from c4c.run.folder import RunFolder
 
     return [r for r in RunFolder(Path(run_dir)).history() if r.get("event") == "step"]

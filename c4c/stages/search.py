@@ -2,7 +2,7 @@
 
 `c4c index` reads the video rows of an EMB.h5 (a loose head: meanP, seqLSTM, seqTransf; or zero-shot
 CLIP), whole videos or moments, and builds an index (``c4c.search.index``) that remembers the model
-that made them (``c4c.search.source``) and what each row is (``c4c.search.moments``: video, start,
+that made them (``c4c.run.source``) and what each row is (``c4c.search.moments``: video, start,
 end, file). :class:`Searcher` loads that model's text tower once and answers many queries: tokenise,
 text tower, faiss, then overlapping windows of one video merge into one moment. Scores are cosines,
 not the logit-scaled training scores.
@@ -127,7 +127,8 @@ class Searcher:
         from c4c.data.text import CaptionTokenizer
         from c4c.model.load import load_run, resolve_device
         from c4c.search.index import VectorIndex
-        from c4c.search.source import check_same_model, from_record, load_source, run_source
+        from c4c.run.source import check_same_model, from_record
+        from c4c.search.source import load_source, run_source
 
         from c4c.choices import TEXT_PRECISIONS
 

@@ -25,7 +25,7 @@ from c4c import interrupt
 from c4c.atomic import disk_full_is_an_error
 from c4c.data.device_frames import decode_batch
 from c4c.errors import C4CError, TrainingDiverged
-from c4c.train import checkpoint
+from c4c.run import checkpoint
 from c4c.train.distributed import DistInfo, all_reduce_mean, barrier
 from c4c.train.host_memory import keep_freed_memory
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from c4c import choices
 from c4c.errors import C4CError
-from c4c.run_folder import FORMAT, FORMAT_VERSION, ModelSpec, RunFolder
+from c4c.run.folder import FORMAT, FORMAT_VERSION, ModelSpec, RunFolder
 from c4c.train.settings import MAY_CHANGE_ON_RESUME, check_training_options
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def resume_conflicts(cfg, saved: dict) -> list[str]:
 
 def open_run(cfg, *, task: str) -> RunStart:
     """Check options and the run folder, start the processes; writes nothing."""
-    from c4c.train.checkpoint import load_meta, seed_everything
+    from c4c.run.checkpoint import load_meta, seed_everything
     from c4c.train.distributed import init_distributed
 
     validate_settings(cfg)
@@ -237,7 +237,7 @@ def fit(trainer):
 
 def keep_selected(start: RunStart, trainer, selection: str, meta: dict) -> dict | None:
     """The metrics of the kept epoch; with selection "last", write the last epoch's weights to best/."""
-    from c4c.train import checkpoint
+    from c4c.run import checkpoint
 
     state = trainer.state
     if selection == "last" and start.dist.is_main and state.history:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ContextManager
 
 from c4c.atomic import write_json
+from c4c.choices import QUICKGELU_TAGS
 from c4c.errors import C4CError
 from c4c.outputs import Output, guard
 from c4c.jsonfile import read_json_object
@@ -133,8 +134,6 @@ class RunFolder:
             return ModelSpec(**{k: block[k] for k in ModelSpec.__dataclass_fields__ if k in block})
         arch = config.get("architecture") if config.get("format") == LEGACY_CAPTION_FORMAT else None
         source = arch if isinstance(arch, dict) else config
-        from c4c.model.backbone import run_quick_gelu
-
         quick = run_quick_gelu(config)
         return ModelSpec(clip=str(source["clip"]), pretrained="none",
                          activation="auto" if quick is None else ("quickgelu" if quick else "gelu"),
@@ -145,14 +144,14 @@ class RunFolder:
     # --- checkpoints -----------------------------------------------------------------------------
     def latest(self) -> Path | None:
         """The newest complete checkpoint named by latest.json, or None when there is none yet."""
-        from c4c.train import checkpoint
+        from c4c.run import checkpoint
 
         return checkpoint.latest(self.path)
 
     def checkpoint(self, which: str = "best") -> Path:
         """``best`` (falls back to the newest checkpoint when the run kept no best/), ``latest``, or a
         checkpoint folder (absolute, or relative to the run)."""
-        from c4c.train import checkpoint
+        from c4c.run import checkpoint
 
         if which not in ("best", "latest"):
             folder = Path(which)
@@ -209,3 +208,40 @@ def guard_run(out: str | Path, inputs: Iterable[str | Path | None], *, command: 
 
     first = int(os.environ.get("RANK", "0")) == 0
     return guard([Output(Path(out), "run folder", ours, folder=True)], inputs, command=command, lock=first)
+
+
+def quick_gelu_of(pretrained: str) -> bool:
+    """Whether a run saved without its activation used QuickGELU, from its ``pretrained`` (tag or file).
+
+    For a file this is the rule c4c applied before activations were recorded (``.pt`` with "vit" in
+    the name), so it says what those runs were built with; new runs record ``activation`` instead.
+    """
+    tag = str(pretrained).strip()
+    if tag.lower().replace("-", "_") in QUICKGELU_TAGS:
+        return True
+    path = Path(tag)
+    return path.suffix == ".pt" and "vit" in path.name.lower()  # OpenAI's TorchScript files
+
+
+def run_quick_gelu(run_config: dict, _depth: int = 0) -> bool | None:
+    """The activation a saved run's CLIP used: recorded in its ``backbone``, else implied by its
+    pretrained tag or by its ``--init`` run (None when it cannot be told)."""
+    backbone = run_config.get("backbone") or {}
+    if "quick_gelu" in backbone:
+        return bool(backbone["quick_gelu"])
+    if backbone.get("activation") in ("quickgelu", "gelu"):
+        return backbone["activation"] == "quickgelu"
+    arch = run_config.get("architecture") or {}
+    if "quick_gelu" in arch:
+        return bool(arch["quick_gelu"])
+    init = run_config.get("init")
+    if init and _depth < 8:
+        path = Path(str(init)) / "config.json"
+        try:
+            return run_quick_gelu(json.loads(path.read_text()), _depth + 1)
+        except (OSError, ValueError):
+            return None
+    pretrained = str(run_config.get("pretrained") or "").strip()
+    if pretrained.lower() in ("", "none"):
+        return None  # random init: the model config's own activation
+    return quick_gelu_of(pretrained)
