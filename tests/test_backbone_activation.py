@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from c4c.errors import C4CError
-from c4c.model.backbone import (CONFIG_DIR, build_clip, is_torchscript_archive, resolve_activation,
-                                run_quick_gelu, uses_quick_gelu)
+from c4c.model.backbone import CONFIG_DIR, build_clip, is_torchscript_archive, resolve_activation, uses_quick_gelu
+from c4c.run.folder import run_quick_gelu
 
 GELU_NAME = "C4cTinyTest"               # the tiny config registered in open_clip under a model name
 QUICK_NAME = "C4cTinyTest-quickgelu"    # ... and as a -quickgelu name
