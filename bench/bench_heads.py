@@ -66,7 +66,7 @@ def evaluate_test(run_dir: Path, cfg: FinetuneConfig, twins: dict[str, str]) -> 
     from c4c.data.video_text import ClipSpec, EvalSet
     from c4c.datasets.registry import read_annotations, split_records
     from c4c.metrics.retrieval import metrics_from_ranks, positive_ranks
-    from c4c.model.inference import encode_eval_set, similarity_matrix
+    from c4c.evaluation import encode_eval_set, similarity_matrix
     from c4c.stages.finetune import build_model
     from c4c.run import checkpoint
     from c4c.video.store import FrameStore

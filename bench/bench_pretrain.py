@@ -76,7 +76,7 @@ def test_metrics(run_dir: Path, ann: Path, frames: Path, checkpoint_name: str = 
     from c4c.data.text import CaptionTokenizer
     from c4c.data.video_text import ClipSpec, EvalSet
     from c4c.datasets.registry import read_annotations, split_records
-    from c4c.model.inference import evaluate_retrieval
+    from c4c.evaluation import evaluate_retrieval
     from c4c.model.load import load_run
     from c4c.video.store import FrameStore
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import importlib  # noqa: E402
 
-import test_faults as faults  # noqa: E402  (the cases live with the tests that keep them passing)
+import helpers as faults  # noqa: E402  (the harness the cases share; the cases live with their tests)
 
 SUITES = ("test_faults", "test_misuse", "test_interrupt", "test_silent", "test_library_misuse",
           "test_resume_options")

@@ -9,7 +9,7 @@ import pytest
 
 from c4c.video.decode import VideoError, sample_video
 from c4c.video.ffmpeg_bin import ffmpeg_exe
-from conftest import brightness_video, encode_frames, lavfi_video
+from helpers import brightness_video, encode_frames, lavfi_video
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:

@@ -133,7 +133,7 @@ def test_training_time_evaluation_finds_positives_by_id(monkeypatch):
     """evaluate_retrieval (used by finetune) on an eval set whose captions are not in video order."""
     from types import SimpleNamespace
 
-    from c4c.model import inference
+    from c4c import evaluation as inference
 
     rng = np.random.default_rng(4)
     order = rng.permutation(15)                            # caption i shows video order[i]

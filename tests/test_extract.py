@@ -19,7 +19,7 @@ from c4c.errors import C4CError
 from c4c.stages.extract import ExtractConfig, run
 from c4c.video.staging import parts_dir_for
 from c4c.video.store import FrameStore
-from conftest import BAD_IDS, GOOD_IDS, lavfi_video
+from helpers import BAD_IDS, GOOD_IDS, lavfi_video
 
 
 def _cfg(source: Path, out: Path, **kw) -> ExtractConfig:

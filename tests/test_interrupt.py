@@ -24,8 +24,7 @@ from typing import Callable
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import (HANDLED, TRACEBACK, UNCLEAR, Ran, Verdict, Workspace, check_case, judge_ok,  # noqa: E402
+from helpers import (HANDLED, TRACEBACK, UNCLEAR, Ran, Verdict, Workspace, check_case, judge_ok,  # noqa: E402
                          latest_weights, one_thread, read_store, registry, run_c4c, same_weights, start_c4c,
                          stored_ids)
 

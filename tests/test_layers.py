@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"video", "datasets", "metrics", "run"},                  # frames, annotations, scores, run formats
     {"data"},                                                 # datasets and files of vectors for the model
     {"model"},
-    {"train", "search", "export", "plots"},
+    {"train", "search", "export", "plots", "evaluation"},  # evaluation: encode an evaluation set and score it
     {"synth", "serve", "stages"},
     {"cli"},
     {"demo", "mini", "reproduce"},                            # applications on top of the command line

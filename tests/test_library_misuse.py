@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import (HANDLED, SILENT, UNCLEAR, Ran, Skip, Verdict, Workspace, check_case, crashed,  # noqa: E402
+from helpers import (HANDLED, SILENT, UNCLEAR, Ran, Skip, Verdict, Workspace, check_case, crashed,  # noqa: E402
                          judge, judge_ok, registry, run_c4c)
 
 CASES, case = registry()

@@ -32,8 +32,7 @@ from typing import Callable
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import Skip, Verdict, Workspace, _env, check_case, judge, one_thread, registry, run_c4c  # noqa: E402
+from helpers import Skip, Verdict, Workspace, _env, check_case, judge, one_thread, registry, run_c4c  # noqa: E402
 
 # --- the material ----------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import pytest
 
 from c4c.cli.app import main
 from c4c.video.store import FrameStore
-from conftest import lavfi_video
+from helpers import lavfi_video
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from c4c.errors import C4CError
 from c4c.video.decode import (VideoError, reference_frame_indices, reference_size, sample_video,
                               sample_videos)
-from conftest import encode_frames
+from helpers import encode_frames
 
 NTSC, FILM = "30000/1001", "24000/1001"
 RATES = {NTSC: 30000 / 1001, FILM: 24000 / 1001}

@@ -10,14 +10,12 @@ resumed offline without it) runs end to end as a registered case (tests/test_fau
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import Verdict, Workspace, check_case, judge_ok, latest_weights, registry, run_c4c  # noqa: E402
+from helpers import Verdict, Workspace, check_case, judge_ok, latest_weights, registry, run_c4c  # noqa: E402
 
 from c4c.run.folder import FORMAT, FORMAT_VERSION  # noqa: E402
 from c4c.stages.caption import CaptionTrainConfig  # noqa: E402

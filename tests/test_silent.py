@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,8 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_faults import Ran, Verdict, Workspace, check_case, judge, judge_ok, registry, run_c4c  # noqa: E402
+from helpers import Ran, Verdict, Workspace, check_case, judge, judge_ok, registry, run_c4c  # noqa: E402
 
 from c4c.errors import C4CError  # noqa: E402
 from c4c.search.moments import check_window, plan_video, window_spans  # noqa: E402

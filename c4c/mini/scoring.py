@@ -43,7 +43,7 @@ def evaluate_run(run_dir: Path, data: MiniData, clip: tuple[int, str] | None = N
     from c4c.data.text import CaptionTokenizer
     from c4c.data.video_text import ClipSpec, EvalSet
     from c4c.datasets.registry import read_annotations, split_records
-    from c4c.model.inference import encode_eval_set, similarity_matrix
+    from c4c.evaluation import encode_eval_set, similarity_matrix
     from c4c.model.load import load_run
     from c4c.video.store import FrameStore
 

@@ -27,7 +27,7 @@ from c4c.choices import RERANKERS
 from c4c import option_rules
 from c4c.errors import C4CError
 from c4c.outputs import Output, guard, json_with_format
-from c4c.model.inference import LooseScores, tight_matrix
+from c4c.evaluation import LooseScores, tight_matrix
 
 log = logging.getLogger(__name__)
 

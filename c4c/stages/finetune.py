@@ -55,7 +55,7 @@ def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = Non
     from c4c.data.text import CaptionTokenizer
     from c4c.data.video_text import ClipSpec, EvalSet, TrainPairs
     from c4c.errors import C4CError
-    from c4c.model.inference import evaluate_retrieval
+    from c4c.evaluation import evaluate_retrieval
     from c4c.model.load import build_model as build, resolve_spec
     from c4c.stages.pairs import load_pair_splits
     from c4c.train.loop import autocast_context, contrastive_step
