@@ -683,8 +683,9 @@ def _(ws):
     handler.emit = lambda record: seen.append(record.getMessage())
     logger = logging.getLogger("c4c.model.clip4clip")
     logger.addHandler(handler)
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.setLevel(logging.WARNING)  # bench/fault_tally.py quiets the root logger to errors
+    logger.propagate = False          # heard here only, not printed by the tally's own handler
     try:
         model = CLIP4Clip(build_clip("tiny", "none")[0], sim="meanP").eval()
         video, mask = torch.zeros(2, 3, 224, 224, 3, dtype=torch.uint8), torch.ones(2, 3)
@@ -694,6 +695,7 @@ def _(ws):
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
     warned = [m for m in seen if "224x224" in m and "the model takes 32 px" in m]
     return judge_ok(Ran(0, "\n".join(seen)), right=len(warned) == 1, why=f"{len(warned)} warnings: {seen}")
 
