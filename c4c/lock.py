@@ -12,6 +12,7 @@ and two machines on one shard do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -102,10 +103,8 @@ def writer_lock(targets: Iterable[Path], *, wait: bool = False, command: str = "
         for target, fd in reversed(held):
             _release(target, fd)
         for folder in reversed(made):
-            try:
+            with contextlib.suppress(OSError):  # not empty: the work wrote into it, and it stays
                 folder.rmdir()
-            except OSError:  # not empty: the work wrote into it
-                pass
 
 
 def _make_folders(folder: Path) -> list[Path]:

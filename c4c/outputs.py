@@ -19,6 +19,7 @@ under a running command) are :class:`CannotWrite` or :class:`c4c.atomic.DiskFull
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -68,11 +69,9 @@ def _nearest_existing(path: Path) -> Path:
 
 def unwritable_reason(folder: Path) -> str | None:
     """Why files cannot be created in ``folder`` (an existing folder), or None when they can."""
-    try:
+    with contextlib.suppress(OSError):  # no statvfs here: os.access below still answers
         if os.statvfs(folder).f_flag & os.ST_RDONLY:
             return "read-only file system"
-    except OSError:
-        pass
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"no permission to write in {folder}"
     return None

@@ -275,19 +275,28 @@ class Workspace:
             noise_video(d / f"clip{i}.mp4", seed=i)
         return d
 
-    @cached_property
-    def clips_store(self) -> Path:
-        """The clips at 2 fps, 32 px, raw: the uninterrupted answer."""
-        out = self.root / "clips-ref" / "frames.h5"
-        ran = run_c4c("extract", self.clips, "--out", out, "--size", 32, "--fps", 2, "--codec", "raw", "-q")
+    def reference_store(self, videos: Path, name: str) -> Path:
+        """``videos`` extracted at 2 fps, 32 px, raw, in one uninterrupted run: the answer a case compares with."""
+        out = self.root / f"{name}-ref" / "frames.h5"
+        ran = run_c4c("extract", videos, "--out", out, "--size", 32, "--fps", 2, "--codec", "raw", "-q")
         assert ran.rc == 0, ran.out
         return out
 
-    @cached_property
-    def clips_frames(self) -> dict[str, str]:
-        ran, frames = read_store(self.clips_store)
+    @staticmethod
+    def digests(store: Path) -> dict[str, str]:
+        """``{video id: digest}`` of every video of ``store`` (:func:`read_store`), which must be readable."""
+        ran, frames = read_store(store)
         assert frames is not None, ran.out
         return frames
+
+    @cached_property
+    def clips_store(self) -> Path:
+        """The clips at 2 fps, 32 px, raw: the uninterrupted answer."""
+        return self.reference_store(self.clips, "clips")
+
+    @cached_property
+    def clips_frames(self) -> dict[str, str]:
+        return self.digests(self.clips_store)
 
     @cached_property
     def shard_set(self) -> Path:
@@ -327,16 +336,11 @@ class Workspace:
 
     @cached_property
     def many_store(self) -> Path:
-        out = self.root / "many-ref" / "frames.h5"
-        ran = run_c4c("extract", self.many, "--out", out, "--size", 32, "--fps", 2, "--codec", "raw", "-q")
-        assert ran.rc == 0, ran.out
-        return out
+        return self.reference_store(self.many, "many")
 
     @cached_property
     def many_frames(self) -> dict[str, str]:
-        ran, frames = read_store(self.many_store)
-        assert frames is not None, ran.out
-        return frames
+        return self.digests(self.many_store)
 
     @cached_property
     def big(self) -> Path:
@@ -390,31 +394,34 @@ class Workspace:
         return ["pretrain", "--ann", corpus, "--frames", frames, "--out", out, "--clip", "tiny", "--pretrained",
                 "none", "--steps", 4, "--batch-size", 2, "--lr", "1e-3", "--save-every", 1, "--workers", 0, "-q"]
 
+    @staticmethod
+    def in_process(stage_run: Callable, config) -> Path:
+        """Run a stage in this process on one thread, as the child processes run it (the same sums in the
+        same order), without paying for another start of torch; ``config.out``."""
+        with one_thread():
+            stage_run(config)
+        return Path(config.out)
+
     @cached_property
     def finetuned(self) -> Path:
-        """An uninterrupted run of :meth:`finetune_args` (the answer a killed and resumed one must give), made
-        in this process: the same options through the stage, without paying for another start of torch."""
+        """An uninterrupted run of :meth:`finetune_args` (the answer a killed and resumed one must give)."""
         from c4c.stages.finetune import FinetuneConfig, run
 
         ann, frames = self.retrieval
-        out = self.root / "finetune-full"
-        with one_thread():
-            run(FinetuneConfig(dataset="jsonl", ann=ann, frames=frames, out=out, clip="tiny", pretrained="none",
-                               epochs=2, batch_size=4, lr=1e-3, save_every=1, workers=0, temporal_layers=1,
-                               sim="seqTransf", train_order="shuffle"))
-        return out
+        return self.in_process(run, FinetuneConfig(
+            dataset="jsonl", ann=ann, frames=frames, out=self.root / "finetune-full", clip="tiny", pretrained="none",
+            epochs=2, batch_size=4, lr=1e-3, save_every=1, workers=0, temporal_layers=1, sim="seqTransf",
+            train_order="shuffle"))
 
     @cached_property
     def pretrained(self) -> Path:
-        """An uninterrupted run of :meth:`pretrain_args`, made in this process."""
+        """An uninterrupted run of :meth:`pretrain_args`."""
         from c4c.stages.pretrain import PretrainConfig, run
 
         corpus, frames = self.howto
-        out = self.root / "pretrain-full"
-        with one_thread():
-            run(PretrainConfig(ann=corpus, frames=frames, out=out, clip="tiny", pretrained="none", steps=4,
-                               batch_size=2, lr=1e-3, save_every=1, workers=0))
-        return out
+        return self.in_process(run, PretrainConfig(
+            ann=corpus, frames=frames, out=self.root / "pretrain-full", clip="tiny", pretrained="none", steps=4,
+            batch_size=2, lr=1e-3, save_every=1, workers=0))
 
 
 @contextlib.contextmanager

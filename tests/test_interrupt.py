@@ -25,7 +25,7 @@ from typing import Callable
 import pytest
 
 from helpers import (HANDLED, TRACEBACK, UNCLEAR, Ran, Verdict, Workspace, check_case, judge_ok,  # noqa: E402
-                         latest_weights, one_thread, read_store, registry, run_c4c, same_weights, start_c4c,
+                         latest_weights, read_store, registry, run_c4c, same_weights, start_c4c,
                          stored_ids)
 
 from c4c import interrupt  # noqa: E402
@@ -192,12 +192,10 @@ def long_finetuned(ws: Workspace, epochs: int = EPOCHS) -> Path:
         from c4c.stages.finetune import FinetuneConfig, run
 
         ann, frames = ws.retrieval
-        out = ws.root / f"finetune-{epochs}-epochs"
-        with one_thread():
-            run(FinetuneConfig(dataset="jsonl", ann=ann, frames=frames, out=out, clip="tiny", pretrained="none",
-                               epochs=epochs, batch_size=4, lr=1e-3, save_every=1, workers=0, temporal_layers=1,
-                               sim="seqTransf", train_order="shuffle"))
-        return out
+        return ws.in_process(run, FinetuneConfig(
+            dataset="jsonl", ann=ann, frames=frames, out=ws.root / f"finetune-{epochs}-epochs", clip="tiny",
+            pretrained="none", epochs=epochs, batch_size=4, lr=1e-3, save_every=1, workers=0, temporal_layers=1,
+            sim="seqTransf", train_order="shuffle"))
     return _cached(ws, f"finetuned_{epochs}", make)
 
 
@@ -272,14 +270,19 @@ def caption_args(ws: Workspace, out: Path) -> list:
             "-q"]
 
 
-@case("SIGINT caption train after its first checkpoint; resume")
-def _(ws):
+def _reference_run(ws: Workspace, name: str, args_of: Callable[[Path], list]) -> Path:
+    """The run ``args_of(out)`` makes without interruption (a child process, made once per workspace)."""
     def make() -> Path:
-        out = ws.root / "caption-full"
-        ran = run_c4c(*caption_args(ws, out))
+        out = ws.root / name
+        ran = run_c4c(*args_of(out))
         assert ran.rc == 0, ran.out
         return out
-    reference = _cached(ws, "caption_full", make)
+    return _cached(ws, name, make)
+
+
+@case("SIGINT caption train after its first checkpoint; resume")
+def _(ws):
+    reference = _reference_run(ws, "caption-full", lambda out: caption_args(ws, out))
     return _training_stops(ws, "sigint-caption", lambda out: caption_args(ws, out), reference,
                            [(random.Random(3).uniform(0.0, 1.0), None)], fresh=False)
 
@@ -293,12 +296,7 @@ def long_pretrain_args(ws: Workspace, out: Path) -> list:
 
 @case("SIGINT pretrain after its first checkpoint; resume")
 def _(ws):
-    def make() -> Path:
-        out = ws.root / "pretrain-long"
-        ran = run_c4c(*long_pretrain_args(ws, out))
-        assert ran.rc == 0, ran.out
-        return out
-    reference = _cached(ws, "pretrain_long", make)
+    reference = _reference_run(ws, "pretrain-long", lambda out: long_pretrain_args(ws, out))
     return _training_stops(ws, "sigint-pretrain", lambda out: long_pretrain_args(ws, out), reference,
                            [(random.Random(5).uniform(0.0, 0.5), None)], fresh=False)
 

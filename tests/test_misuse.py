@@ -32,7 +32,7 @@ from typing import Callable
 
 import pytest
 
-from helpers import Skip, Verdict, Workspace, _env, check_case, judge, one_thread, registry, run_c4c  # noqa: E402
+from helpers import Skip, Verdict, Workspace, _env, check_case, judge, registry, run_c4c, tmpfs  # noqa: E402
 
 # --- the material ----------------------------------------------------------------------------------
 
@@ -46,38 +46,25 @@ class MisuseWorkspace(Workspace):
         from c4c.stages.encode import EncodeConfig, run
 
         ann, frames = self.retrieval
-        out = self.root / "emb" / "test.emb.h5"
-        with one_thread():
-            run(EncodeConfig(run=self.finetuned, frames=frames, out=out, dataset="jsonl", ann=ann, workers=0))
-        return out
+        return self.in_process(run, EncodeConfig(run=self.finetuned, frames=frames, dataset="jsonl", ann=ann, workers=0,
+                                                 out=self.root / "emb" / "test.emb.h5"))
 
     @cached_property
     def caption_run(self) -> Path:
         from c4c.stages.caption import CaptionTrainConfig, run
 
         ann, frames = self.retrieval
-        out = self.root / "caption-run"
-        with one_thread():
-            run(CaptionTrainConfig(dataset="jsonl", ann=ann, frames=frames, out=out, clip="tiny", pretrained="none",
-                                   sim="meanP", decoder_layers=1, epochs=1, batch_size=4, lr=1e-3, max_words=16,
-                                   max_frames=4, workers=0))
-        return out
+        return self.in_process(run, CaptionTrainConfig(
+            dataset="jsonl", ann=ann, frames=frames, out=self.root / "caption-run", clip="tiny", pretrained="none",
+            sim="meanP", decoder_layers=1, epochs=1, batch_size=4, lr=1e-3, max_words=16, max_frames=4, workers=0))
 
     @cached_property
-    def mounts(self) -> list[Path]:
-        return []
+    def mounts(self) -> contextlib.ExitStack:
+        return contextlib.ExitStack()
 
     def mount(self, path: Path, size: str) -> Path:
-        """A fresh tmpfs of ``size`` at ``path`` (unmounted by :meth:`unmount_all`); Skip where refused."""
-        path.mkdir(exist_ok=True)
-        if os.geteuid() != 0:
-            raise Skip("mounting a tmpfs needs root")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
-                              text=True)
-        if done.returncode != 0:
-            raise Skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
-        self.mounts.append(path)
-        return path
+        """A fresh tmpfs of ``size`` at ``path`` (:func:`tmpfs`, kept until :meth:`unmount_all`)."""
+        return self.mounts.enter_context(tmpfs(path, size))
 
     @cached_property
     def read_only(self) -> Path:
@@ -100,9 +87,7 @@ class MisuseWorkspace(Workspace):
         return path
 
     def unmount_all(self) -> None:
-        for path in reversed(self.mounts):
-            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
-        self.mounts.clear()
+        self.mounts.close()
 
 
 # --- the commands that write ------------------------------------------------------------------------
@@ -392,7 +377,7 @@ def test_the_guard_holds_the_writer_lock_and_leaves_no_folder_behind(tmp_path):
         assert (out.parent / "emb.h5.lock").exists()
         with pytest.raises(C4CError, match="another c4c encode is writing it"):
             with guard([Output(out, "embedding file", lambda p: True)], command="c4c encode"):
-                pass
+                pytest.fail("a second writer was let in")
     assert not (tmp_path / "new").exists()  # made for the lock, removed with it: nothing was written
 
 

@@ -91,7 +91,7 @@ def _base_argv(command: str, tmp: Path) -> list[str]:
 
 
 class _TimeLimit(Exception):
-    pass
+    """A command ran past its time limit (a hang, never a good ending)."""
 
 
 def _on_alarm(signum, frame):

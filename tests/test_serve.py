@@ -302,8 +302,8 @@ def test_serve_says_how_many_videos_cannot_be_played_and_why(lib, tmp_path, monk
     from c4c.serve import server
 
     class NoServer:
-        def run(self, sockets):
-            pass
+        def run(self, sockets) -> None:
+            """Serve nothing: the test reads what `c4c serve` printed before it would start."""
 
     monkeypatch.setattr(server, "make_server", lambda app, quiet=False: NoServer())
     main(["serve", str(lib["lib"]), "--port", "0", "--device", "cpu", "-q"])
@@ -406,8 +406,8 @@ def test_listening_beyond_this_machine_warns(lib, monkeypatch, capsys):
     from c4c.serve import server
 
     class NoServer:
-        def run(self, sockets):
-            pass
+        def run(self, sockets) -> None:
+            """Serve nothing: the test reads what `c4c serve` printed before it would start."""
 
     real_bind = server.bind
     monkeypatch.setattr(server, "bind", lambda host, port: real_bind("127.0.0.1", 0))  # never really open up
