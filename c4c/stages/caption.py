@@ -148,85 +148,38 @@ def load_captioner(run_dir: Path, which: str = "best", device: str = "cpu"):
 def caption_step(model, wrapped, batch: dict, *, weight: float, accum: int, amp_ctx, scaler, dist_info) -> float:
     """Forward and backward of one optimiser step (a ``Trainer`` step_fn); returns the loss.
 
-    With ``accum > 1`` and a loose head the retrieval term's contrastive batch stays the whole batch,
-    as in `c4c finetune` (gradient caching): 1) text and video features of every micro-batch without
-    gradients; 2) the retrieval loss of the whole batch on them, back-propagated to the features;
-    3) each micro-batch again with gradients (same RNG state): its caption loss (a share of the batch's
-    token mean) plus the cached feature gradients. The tight head cannot be split this way and uses
-    per-micro-batch retrieval losses.
+    With ``accum > 1`` and a loose head the retrieval term's contrastive batch stays the whole batch, as in
+    `c4c finetune` (:func:`c4c.train.loop.gradient_cached_step`): the retrieval loss of the whole batch on
+    the features of every micro-batch, then each micro-batch again with its own caption loss (a share of
+    the batch's token mean). The tight head cannot be split this way and uses per-micro-batch retrieval
+    losses.
     """
-    import contextlib
-
-    import torch
-
     from c4c.model.decoder import global_count
-    from c4c.train.loop import backward, restore_rng, split_batch
+    from c4c.train.loop import gradient_cached_step, micro_batch_step, split_batch
+
+    def inputs(mb: dict) -> tuple:
+        return mb["text_ids"], mb["text_mask"], mb["video"], mb["video_mask"]
 
     micro = split_batch(batch, accum)
     if accum == 1 or (weight > 0 and not model.loose):
-        total = 0.0
-        for k, mb in enumerate(micro):
-            sync = contextlib.nullcontext() if k == accum - 1 or not dist_info.distributed else wrapped.no_sync()
-            with sync:
-                with amp_ctx:
-                    loss = wrapped(mb["text_ids"], mb["text_mask"], mb["video"], mb["video_mask"],
-                                   retrieval_weight=weight)[0] / accum
-                backward(loss, scaler)
-            total += float(loss.detach())
-        return total
-    if weight > 0:
-        rng, grads_t, grads_m, retrieval = _cached_retrieval_gradients(model, micro, weight, amp_ctx, scaler)
-    tokens, world = global_count(sum(mb["text_mask"][:, 1:].sum() for mb in micro))
-    caption_total = 0.0
-    no_sync = wrapped.no_sync() if dist_info.distributed else contextlib.nullcontext()
-    with no_sync:
-        for k, mb in enumerate(micro):
-            inputs = (mb["text_ids"], mb["text_mask"], mb["video"], mb["video_mask"])
-            if weight > 0:
-                restore_rng(rng[k], mb["video"].device)
-                with amp_ctx:
-                    ce, _, t, m = wrapped(*inputs, mode="parts")
-            else:
-                with amp_ctx:
-                    ce, _ = wrapped(*inputs, mode="caption")
-            caption = ce * world / tokens  # this micro-batch's share of the batch's token mean
-            scaled = scaler.scale(caption) if scaler is not None and scaler.is_enabled() else caption
-            if weight > 0:
-                torch.autograd.backward([scaled, t.float(), m.float()], [None, grads_t[k], grads_m[k]])
-            else:
-                scaled.backward()
-            caption_total += float(caption.detach())
-    if dist_info.distributed:  # no_sync above: average the gradients ourselves
-        import torch.distributed as dist
+        return micro_batch_step(wrapped, micro, lambda net, mb: net(*inputs(mb), retrieval_weight=weight)[0],
+                                amp_ctx=amp_ctx, scaler=scaler, dist_info=dist_info)
+    tokens, world = global_count(batch["text_mask"][:, 1:].sum())
 
-        for p in model.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad.div_(dist_info.world_size)
-    return caption_total + (weight * retrieval if weight > 0 else 0.0)
+    def caption_term(net, mb: dict) -> tuple:
+        """This micro-batch's share of the batch's token mean, and its features for the retrieval term."""
+        if weight > 0:
+            ce, _, text, memory = net(*inputs(mb), mode="parts")
+            return ce * world / tokens, (text, memory)
+        ce, _ = net(*inputs(mb), mode="caption")
+        return ce * world / tokens, ()
 
-
-def _cached_retrieval_gradients(model, micro: list[dict], weight: float, amp_ctx, scaler):
-    """Steps 1 and 2 of gradient caching: ``(RNG states, text and memory gradients per micro-batch,
-    retrieval loss)``; the weighted retrieval loss is already back-propagated to the features."""
-    import torch
-
-    from c4c.train.loop import backward, capture_rng
-
-    rng, texts, memories = [], [], []
-    with torch.no_grad():
-        for mb in micro:
-            rng.append(capture_rng(mb["video"].device))
-            with amp_ctx:
-                t, m = model(mb["text_ids"], mb["text_mask"], mb["video"], mb["video_mask"], mode="embed")
-            texts.append(t.float())
-            memories.append(m.float())
-    t_all = torch.cat(texts).requires_grad_(True)
-    m_all = torch.cat(memories).requires_grad_(True)
-    with amp_ctx:
-        retrieval = model.loss_from_features(t_all, m_all, torch.cat([mb["video_mask"] for mb in micro]))
-    backward(weight * retrieval, scaler)
-    return rng, t_all.grad.split(texts[0].shape[0]), m_all.grad.split(memories[0].shape[0]), float(retrieval.detach())
+    retrieval, caption = gradient_cached_step(
+        model, wrapped, micro, rerun=caption_term,
+        embed=(lambda net, mb: net(*inputs(mb), mode="embed")) if weight > 0 else None,
+        batch_loss=lambda text, memory: model.loss_from_features(text, memory, batch["video_mask"]),
+        batch_weight=weight, amp_ctx=amp_ctx, scaler=scaler, dist_info=dist_info)
+    return caption + weight * retrieval
 
 
 def evaluate_loss(model, dataset, *, batch_size: int, device: str, amp_ctx, weight: float,

@@ -5,7 +5,8 @@ steps, ``metrics.jsonl``, checkpoints (every N steps and at each epoch end), ``b
 selection metric, exact resume, the stop on a non-finite loss, and Ctrl-C (:mod:`c4c.interrupt`): the
 first stops after the optimiser step in progress, saving that step's checkpoint (resumable exactly, as
 the one every ``--save-every`` writes), the second at once. What a step computes is given by
-``step_fn`` (see :func:`contrastive_step`).
+``step_fn`` (see :func:`contrastive_step`); the two ways of accumulating gradients over micro-batches,
+:func:`micro_batch_step` and :func:`gradient_cached_step`, serve every stage's step.
 """
 
 from __future__ import annotations
@@ -78,50 +79,90 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
                      dist_info: DistInfo) -> float:
     """Forward and backward of one optimiser step of the retrieval loss; returns the loss.
 
-    With ``accum > 1`` and a loose head the contrastive batch stays the whole batch (gradient caching):
-    1) embed every micro-batch without gradients; 2) compute the loss of the full batch on those
-    embeddings and back-propagate to them; 3) re-run each micro-batch with gradients (same RNG state)
-    and back-propagate the cached embedding gradients. Gradients equal one pass over the whole
-    batch, with the activation memory of one micro-batch. The tight head scores pairs with a cross
-    encoder and cannot be split this way: it uses per-micro-batch losses (as per-process batches
-    in the reference).
+    With ``accum > 1`` and a loose head the contrastive batch stays the whole batch
+    (:func:`gradient_cached_step`): gradients equal one pass over the whole batch, with the activation
+    memory of one micro-batch. The tight head scores pairs with a cross encoder and cannot be split this
+    way: it uses per-micro-batch losses (:func:`micro_batch_step`, as per-process batches in the reference).
     """
     micro = split_batch(batch, accum)
     if accum == 1 or not model.loose:
-        total = 0.0
-        for k, mb in enumerate(micro):
-            sync = contextlib.nullcontext() if k == accum - 1 or not dist_info.distributed else wrapped.no_sync()
-            with sync:
-                with amp_ctx:
-                    loss = wrapped(mb["text_ids"], mb["video"], mb["video_mask"]) / accum
-                backward(loss, scaler)
-            total += float(loss.detach())
-        return total
-    # gradient caching
-    rng = []
-    texts, videos = [], []
-    with torch.no_grad():
-        for mb in micro:
-            rng.append(capture_rng(mb["video"].device))
+        return micro_batch_step(wrapped, micro, lambda net, mb: net(mb["text_ids"], mb["video"], mb["video_mask"]),
+                                amp_ctx=amp_ctx, scaler=scaler, dist_info=dist_info)
+
+    def embed(net, mb: dict) -> tuple[torch.Tensor, torch.Tensor]:  # text: [b, D], video (the head's): [b, T, D]
+        return net(mb["text_ids"], mb["video"], mb["video_mask"], mode="embed")
+
+    loss, _ = gradient_cached_step(model, wrapped, micro, embed=embed,
+                                   batch_loss=lambda text, video: model.loss_from_features(text, video,
+                                                                                           batch["video_mask"]),
+                                   rerun=lambda net, mb: (None, embed(net, mb)),
+                                   amp_ctx=amp_ctx, scaler=scaler, dist_info=dist_info)
+    return loss
+
+
+def micro_batch_step(wrapped, micro: list[dict[str, torch.Tensor]], loss_fn: Callable, *, amp_ctx, scaler,
+                     dist_info: DistInfo) -> float:
+    """Back-propagate ``loss_fn(wrapped, mb) / len(micro)`` of each micro-batch in turn (DDP syncs the
+    gradients on the last one); returns the summed loss. The plain accumulation: each micro-batch is its
+    own loss batch."""
+    accum = len(micro)
+    total = 0.0
+    for k, mb in enumerate(micro):
+        sync = contextlib.nullcontext() if k == accum - 1 or not dist_info.distributed else wrapped.no_sync()
+        with sync:
             with amp_ctx:
-                t, v = model(mb["text_ids"], mb["video"], mb["video_mask"], mode="embed")
-            texts.append(t.float())
-            videos.append(v.float())
-    t_all = torch.cat(texts).requires_grad_(True)
-    v_all = torch.cat(videos).requires_grad_(True)
-    mask_all = torch.cat([mb["video_mask"] for mb in micro])
-    with amp_ctx:
-        loss = model.loss_from_features(t_all, v_all, mask_all)
-    backward(loss, scaler)  # with fp16 the cached gradients carry the loss scale, as they should
-    grads_t = t_all.grad.split(texts[0].shape[0])
-    grads_v = v_all.grad.split(videos[0].shape[0])
+                loss = loss_fn(wrapped, mb) / accum
+            backward(loss, scaler)
+        total += float(loss.detach())
+    return total
+
+
+def gradient_cached_step(model, wrapped, micro: list[dict[str, torch.Tensor]], *, rerun: Callable,
+                         embed: Callable | None = None, batch_loss: Callable | None = None,
+                         batch_weight: float = 1.0, amp_ctx, scaler, dist_info: DistInfo) -> tuple[float, float]:
+    """Backward of ``batch_weight x batch_loss(features of the whole batch) + the micro-batches' own terms``
+    with the activation memory of one micro-batch (gradient caching); returns ``(batch loss (unweighted),
+    sum of the own terms)``.
+
+    1) ``embed(model, mb)`` -> a tuple of feature tensors ``[b, ...]`` for every micro-batch, without
+       gradients (the RNG state before each is kept);
+    2) ``batch_loss(*features)`` on the features of all micro-batches, concatenated, back-propagated to them;
+    3) ``rerun(wrapped, mb)`` -> ``(own loss term or None, the same features, with gradients)`` for each
+       micro-batch again, under the RNG state of step 1: its own term and the cached feature gradients are
+       back-propagated together.
+    Without ``embed`` there is no batch term (it counts 0.0) and step 3 runs alone. Gradients equal one
+    pass over the whole batch; under DDP they are averaged once, at the end.
+    """
+    rng: list[tuple] = []
+    cached: list[tuple[torch.Tensor, ...]] = [() for _ in micro]
+    batch_term = 0.0
+    if embed is not None:
+        features = []
+        with torch.no_grad():
+            for mb in micro:
+                rng.append(capture_rng(mb["video"].device))
+                with amp_ctx:
+                    out = embed(model, mb)
+                features.append([f.float() for f in out])
+        whole = [torch.cat(parts).requires_grad_(True) for parts in zip(*features)]
+        with amp_ctx:
+            loss = batch_loss(*whole)
+        backward(batch_weight * loss, scaler)  # with fp16 the cached gradients carry the loss scale, as they should
+        cached = list(zip(*(w.grad.split(f.shape[0]) for w, f in zip(whole, features[0]))))
+        batch_term = float(loss.detach())
+    own_total = 0.0
     no_sync = wrapped.no_sync() if dist_info.distributed else contextlib.nullcontext()
     with no_sync:
         for k, mb in enumerate(micro):
-            restore_rng(rng[k], mb["video"].device)
+            if rng:
+                restore_rng(rng[k], mb["video"].device)
             with amp_ctx:
-                t, v = wrapped(mb["text_ids"], mb["video"], mb["video_mask"], mode="embed")
-            torch.autograd.backward([t.float(), v.float()], [grads_t[k], grads_v[k]])
+                own, feats = rerun(wrapped, mb)
+            outputs, grads = [f.float() for f in feats], list(cached[k])
+            if own is not None:
+                outputs, grads = [scaled(own, scaler), *outputs], [None, *grads]
+                own_total += float(own.detach())
+            torch.autograd.backward(outputs, grads)
     if dist_info.distributed:  # no_sync above: average the gradients ourselves
         import torch.distributed as dist
 
@@ -129,15 +170,17 @@ def contrastive_step(model, wrapped, batch: dict[str, torch.Tensor], *, accum: i
             if p.grad is not None:
                 dist.all_reduce(p.grad)
                 p.grad.div_(dist_info.world_size)
-    return float(loss.detach())
+    return batch_term, own_total
+
+
+def scaled(loss: torch.Tensor, scaler) -> torch.Tensor:
+    """``loss`` times the fp16 grad scaler's scale when it is on."""
+    return scaler.scale(loss) if scaler is not None and scaler.is_enabled() else loss
 
 
 def backward(loss: torch.Tensor, scaler) -> None:
     """``loss.backward()``, through the fp16 grad scaler when it is on."""
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(loss).backward()
-    else:
-        loss.backward()
+    scaled(loss, scaler).backward()
 
 
 def capture_rng(device) -> tuple:
