@@ -52,13 +52,13 @@ from pathlib import Path
 import numpy as np
 
 from c4c.atomic import write_json
-from c4c.search.index import KINDS, IndexSettings, VectorIndex, exact_topk, recall_at_k
+from c4c.search.index import INDEX_KINDS, IndexSettings, VectorIndex, exact_topk, recall_at_k
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 10
 TARGET_RECALL, TARGET_SPEEDUP = 0.95, 10.0
-SWEEPS = {"ivfflat": ("nprobe", (4, 8, 16, 32, 64, 128)), "ivfpq": ("nprobe", (4, 8, 16, 32, 64, 128)),
-          "hnsw": ("ef_search", (16, 32, 64, 128, 256, 512))}
+# a kind is swept over its main search parameter (the first it reads when searched), at these values
+SWEEPS = {"nprobe": (4, 8, 16, 32, 64, 128), "ef_search": (16, 32, 64, 128, 256, 512)}
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -162,8 +162,9 @@ def measure(name: str, x: np.ndarray, q: np.ndarray, exact: np.ndarray, kinds: l
         print(f"  {row['settings']:58s} build {build:7.1f} s  {row['qps']:8.1f} q/s  x{row['speedup']:5.1f} "
               f"(flat {row['flat_qps']:.1f} q/s)  recall@10 {recall:.3f}  load {load_before}->{row['load_after']}",
               flush=True)
-        if args.sweep and kind in SWEEPS:
-            param, values = SWEEPS[kind]
+        param = next(iter(INDEX_KINDS[kind].search), None)
+        if args.sweep and param in SWEEPS:
+            values = SWEEPS[param]
             default = getattr(index.settings, param)
             for value in values:
                 index.set_search_params(**{param: value})
@@ -188,7 +189,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=1000, help="queries, searched as one batch")
     ap.add_argument("--kinds", default="flat,ivfflat,ivfpq",
-                    help=f"kinds to measure, from {','.join(KINDS)} (flat always runs: it is the reference)")
+                    help=f"kinds to measure, from {','.join(INDEX_KINDS)} (flat always runs: it is the reference)")
     ap.add_argument("--data", default="iid", help="collections, comma-separated: iid, clustered")
     ap.add_argument("--centres", type=int, default=1000, help="clusters of the clustered collection")
     ap.add_argument("--threads", type=int, default=2, help="faiss (OpenMP) threads for building and searching")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Sim = Literal["meanP", "seqLSTM", "seqTransf", "tightTransf"]
+Sim = Literal["meanP", "seqLSTM", "seqTransf", "tightTransf"]  # the keys of c4c.model.heads.HEADS, in order
 Patch = Literal["2d", "3d"]
 Amp = Literal["auto", "bf16", "fp16", "none"]
 FrameDecoder = Literal["auto", "cpu", "cuda"]  # where stored JPEG frames are decoded in training
@@ -20,6 +20,8 @@ FrameOrder = Literal["keep", "reverse", "shuffle"]
 SelectOn = Literal["val", "test", "last"]
 CaptionSelectOn = Literal["val", "last"]
 MsrvttTrain = Literal["9k", "7k", "full"]
+# the dataset and index-kind choices below go once the command line reads the tables' own Literals
+# (c4c.datasets.registry.DatasetName, ExtractDatasetName; c4c.search.settings.IndexKindName)
 Dataset = Literal["msrvtt", "msvd", "lsmdc", "activitynet", "didemo", "jsonl"]
 ExtractDataset = Literal["msrvtt", "msvd", "lsmdc", "activitynet", "didemo", "howto100m", "jsonl"]
 Split = Literal["train", "val", "test"]
@@ -37,7 +39,6 @@ Group = Literal["moment", "video"]
 TextPrecision = Literal["fp32", "bf16"]
 
 HEADS: tuple[str, ...] = get_args(Sim)
-LOOSE_HEADS: tuple[str, ...] = ("meanP", "seqLSTM", "seqTransf")
 PATCHES: tuple[str, ...] = get_args(Patch)
 AMPS: tuple[str, ...] = get_args(Amp)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
@@ -47,12 +48,8 @@ ORDERS: tuple[str, ...] = get_args(FrameOrder)
 SELECT_ON: tuple[str, ...] = get_args(SelectOn)
 CAPTION_SELECT_ON: tuple[str, ...] = get_args(CaptionSelectOn)
 MSRVTT_TRAIN: tuple[str, ...] = get_args(MsrvttTrain)
-DATASETS: tuple[str, ...] = get_args(ExtractDataset)
-RETRIEVAL_DATASETS: tuple[str, ...] = get_args(Dataset)
-PARAGRAPH_DATASETS: tuple[str, ...] = ("activitynet", "didemo")  # captions joined into one paragraph
 SPLITS: tuple[str, ...] = get_args(Split)
 CODECS: tuple[str, ...] = get_args(Codec)
-INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
 TIES: tuple[str, ...] = get_args(Ties)
 RERANKERS: tuple[str, ...] = get_args(Reranker)
 CAPTION_TOKENIZERS: tuple[str, ...] = get_args(CaptionTokenize)

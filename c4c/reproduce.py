@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from c4c.atomic import write_json
+from c4c.choices import HEADS
 from c4c.errors import C4CError
 
 FORMAT = "c4c-reproduce"
@@ -57,7 +58,6 @@ _KEYS = {"format", "format_version", "name", "title", "task", "dataset", "eval_d
 _PAPER_KEYS = {"retrieval": ("t2v", "v2t"), "pretrain": ("t2v", "v2t"), "caption": ("captions",)}
 # options the row sets itself from DATA, OUT and the run folder (see stage_args)
 _RESERVED = {"dataset", "ann", "videos", "frames", "out", "run", "init", "resume", "skip_missing"}
-HEADS = ("meanP", "seqLSTM", "seqTransf", "tightTransf")
 
 
 class RowConfig:

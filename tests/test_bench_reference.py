@@ -42,7 +42,7 @@ def _inputs(size: int):
     return video, pixels, mask, ids
 
 
-@pytest.mark.parametrize("sim", HEADS)
+@pytest.mark.parametrize("sim", list(HEADS))
 def test_reference_style_step_has_c4cs_loss_and_gradients(tiny_clip, sim):
     torch.manual_seed(1)
     model = CLIP4Clip(copy.deepcopy(tiny_clip), sim=sim, temporal_layers=2).train()

@@ -21,6 +21,7 @@ from c4c.metrics.captions import load_captions_json
 from c4c.model.load import build_model, resolve_spec
 from c4c.model.beam import Hypothesis, beam_search, length_penalty
 from c4c.model.decoder import CaptionModel, DecoderConfig, IncrementalDecoder
+from c4c.model.heads import HEADS
 from c4c.stages import caption, extract
 from c4c.run import checkpoint
 
@@ -79,7 +80,7 @@ def _sharpen(model: CaptionModel) -> CaptionModel:
 # ------------------------------------------------------------------------------------------------
 # the model: masks and loss
 
-@pytest.mark.parametrize("sim", ["meanP", "seqLSTM", "seqTransf", "tightTransf"])
+@pytest.mark.parametrize("sim", list(HEADS))
 def test_padded_frames_never_change_the_caption_logits(sim):
     model = _model(sim)
     real = _videos(2, 3)

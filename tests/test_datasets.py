@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import pickle
+from typing import get_args
 
 import pytest
 
-from c4c.datasets.records import VideoRecord
-from c4c.datasets.registry import DATASETS, read_annotations, reader_options, split_records
+from c4c import choices
+from c4c.datasets.records import SPLITS, VideoRecord
+from c4c.datasets.registry import (DATASETS, DatasetName, ExtractDatasetName, read_annotations, reader_options,
+                                   split_records)
 from c4c.errors import C4CError
+from c4c.stages.pairs import dataset_options
 
 
 def write(path, text: str):
@@ -31,15 +36,34 @@ def summary(records: list[VideoRecord]) -> list[tuple]:
 # registry
 
 
-def test_registry_lists_every_reader_and_its_options_match_the_signature():
-    assert DATASETS == ("msrvtt", "msvd", "lsmdc", "activitynet", "didemo", "howto100m", "jsonl")
-    import importlib
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_each_format_names_a_reader_whose_keyword_options_are_the_ones_listed(name):
+    fmt = DATASETS[name]
+    reader = getattr(importlib.import_module(fmt.module), fmt.reader)
+    keyword_only = tuple(p.name for p in inspect.signature(reader).parameters.values()
+                         if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    assert keyword_only == reader_options(name)
+    for task, options in fmt.task_defaults.items():
+        assert set(options) <= set(fmt.options), (task, options)
 
-    for name in DATASETS:
-        reader = getattr(importlib.import_module(f"c4c.datasets.{name}"), f"read_{name}")
-        keyword_only = tuple(p.name for p in inspect.signature(reader).parameters.values()
-                             if p.kind is inspect.Parameter.KEYWORD_ONLY)
-        assert keyword_only == reader_options(name)
+
+def test_extract_takes_every_format_and_the_other_commands_those_with_splits_to_score():
+    assert get_args(ExtractDatasetName) == tuple(DATASETS)
+    assert get_args(DatasetName) == tuple(name for name in DATASETS if DATASETS[name].retrieval)
+
+
+def test_the_command_lines_dataset_choices_are_the_registrys():
+    """Until the command line reads :data:`DatasetName` and :data:`ExtractDatasetName` itself."""
+    assert get_args(choices.Dataset) == get_args(DatasetName)
+    assert get_args(choices.ExtractDataset) == get_args(ExtractDatasetName)
+
+
+def test_command_line_flags_become_options_only_of_the_readers_that_take_them():
+    assert dataset_options("msrvtt", None) == {"msrvtt_train": "9k"}
+    assert dataset_options("msrvtt", None, task="caption") == {"msrvtt_train": "full"}
+    assert dataset_options("msrvtt", "7k", task="caption", activitynet_val2=True) == {"msrvtt_train": "7k"}
+    assert dataset_options("activitynet", "7k", activitynet_val2=True) == {"val2_as_val": True}
+    assert dataset_options("activitynet", None) == dataset_options("msvd", "7k") == dataset_options(None, "7k") == {}
 
 
 def test_unknown_dataset_error_lists_the_valid_names(tmp_path):
@@ -86,6 +110,7 @@ def make_msrvtt(folder, n_videos=4):
           "key,vid_key,video_id,sentence\n"
           "ret0,msr3,video3,a person is connecting something to system\n"
           "ret1,msr2,video2,\"a man, talking\"\n")
+    return folder
 
 
 def test_msrvtt_9k_train_videos_have_all_captions_and_jsfusion_rows_are_tests(tmp_path):
@@ -173,6 +198,7 @@ def make_msvd(folder, captions=None):
     write(folder / "train_list.txt", "vidB\n\nvidA\n")
     write(folder / "val_list.txt", "")
     write(folder / "test_list.txt", "vidC\n")
+    return folder
 
 
 def test_msvd_joins_word_tokens_and_keeps_list_and_pickle_order(tmp_path):
@@ -274,6 +300,7 @@ def make_activitynet(folder):
     write_json(folder / "val_2.json", {
         "v_uqiMw7tQ1Cc": {"duration": 55.15, "timestamps": [[1, 2], [3, 4]], "sentences": ["One.", "Two."]},
     })
+    return folder
 
 
 def test_activitynet_one_paragraph_per_video_over_zero_to_ceil_duration(tmp_path):
@@ -375,6 +402,7 @@ def make_howto(folder):
         "vidfood": {"start": [1.5, 4], "end": [3.0, 6.25], "text": ["chop the onion", "fry it"]},
         "vidnocsv": {"start": [0], "end": [1], "text": ["hello"]},
     })
+    return folder
 
 
 def test_howto100m_keeps_the_default_category_with_caption_times(tmp_path):
@@ -462,3 +490,55 @@ def test_jsonl_invalid_utf8_names_the_line(tmp_path):
     path.write_bytes(b'{"video_id": "v", "caption": "c", "split": "train"}\n{"caption": "\xff"}\n')
     with pytest.raises(C4CError, match=r"ann\.jsonl:2: line is not valid UTF-8"):
         read_annotations("jsonl", path)
+
+
+# ---------------------------------------------------------------------------------------------
+# every format of the registry
+
+
+def make_lsmdc(folder):
+    write(folder / "LSMDC16_annos_training.csv", lsmdc_line("0001_clip", "SOMEONE looks up."))
+    write(folder / "LSMDC16_challenge_1000_publictect.csv", lsmdc_line("1010_clip", "Ship sails."))
+    return folder
+
+
+def make_didemo(folder):
+    for split in ("train", "test"):
+        write(folder / f"{split}_list.txt", f"{split}.mp4\n")
+        write_json(folder / f"{split}_data.json", [didemo_item(f"{split}.mp4", "a man"),
+                                                   didemo_item(f"{split}.mp4", "walks")])
+    return folder
+
+
+def make_jsonl(folder):
+    return write(folder / "ann.jsonl", '{"video_id": "v1", "caption": "a dog runs", "split": "train"}\n'
+                                       '{"video_id": "v1", "caption": "a dog plays", "split": "train"}\n'
+                                       '{"video_id": "v2", "caption": "a cat", "split": "test"}\n')
+
+
+# a small sample of each format: name -> a function that writes one into a folder and returns what to read
+SAMPLES = {"msrvtt": make_msrvtt, "msvd": make_msvd, "lsmdc": make_lsmdc, "activitynet": make_activitynet,
+           "didemo": make_didemo, "howto100m": make_howto, "jsonl": make_jsonl}
+
+
+def _sample(name, folder):
+    if name not in SAMPLES:
+        pytest.fail(f"add a sample for {name} to SAMPLES in tests/test_datasets.py")
+    return read_annotations(name, SAMPLES[name](folder))
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_each_format_reads_its_sample_into_captioned_records_of_known_splits(name, tmp_path):
+    records = _sample(name, tmp_path)
+    assert records and all(isinstance(r, VideoRecord) for r in records)
+    assert all(r.split in SPLITS and r.captions and all(c.strip() for c in r.captions) for r in records)
+
+
+@pytest.mark.parametrize("name", [name for name in DATASETS if DATASETS[name].paragraph])
+def test_each_paragraph_format_gives_a_video_one_caption(name, tmp_path):
+    assert all(len(r.captions) == 1 for r in _sample(name, tmp_path))
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_the_formats_for_scoring_have_splits_besides_train_and_the_extract_only_ones_do_not(name, tmp_path):
+    assert bool({r.split for r in _sample(name, tmp_path)} - {"train"}) is DATASETS[name].retrieval

@@ -16,6 +16,7 @@ import torch
 
 from c4c import synth
 from c4c.errors import C4CError
+from c4c.model.heads import HEADS
 from c4c.stages import extract
 from c4c.stages.finetune import FinetuneConfig, run
 from c4c.run import checkpoint
@@ -51,7 +52,7 @@ def _assert_same_weights(a: dict, b: dict, atol: float = 0.0) -> None:
         torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0 if atol == 0 else 1e-5, msg=k)
 
 
-@pytest.mark.parametrize("sim", ["meanP", "seqLSTM", "seqTransf", "tightTransf"])
+@pytest.mark.parametrize("sim", list(HEADS))
 def test_a_run_folder_has_config_metrics_checkpoints_and_best(synth_frames, tmp_path, sim):
     result = run(_cfg(synth_frames, tmp_path / "run", sim=sim, epochs=1))
     run_dir = tmp_path / "run"

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from c4c import choices
 from c4c.model import heads
 from c4c.model.backbone import build_clip
 
@@ -50,8 +49,3 @@ def test_a_nearly_constant_token_is_normalised_to_unit_variance(tiny_clip):
         x = 1e-4 * torch.tensor([[1.0, -1.0] * (ln.normalized_shape[0] // 2)], dtype=torch.float64)
         y = ln.double()(x)
     assert torch.allclose(y.var(unbiased=False), torch.tensor(1.0, dtype=torch.float64), atol=1e-3)
-
-
-def test_head_names_come_from_choices():
-    assert heads.HEADS is choices.HEADS
-    assert heads.LOOSE is choices.LOOSE_HEADS

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict, fields
+from typing import get_args
 
 import numpy as np
 import pytest
 
+from c4c import choices
 from c4c.errors import C4CError
-from c4c.search.index import (INDEX_FORMAT, INDEX_VERSION, KINDS, IndexSettings, VectorIndex, auto_nlist,
+from c4c.search.index import (INDEX_FORMAT, INDEX_KINDS, INDEX_VERSION, IndexSettings, VectorIndex, auto_nlist,
                               auto_pq_m, build_index, exact_topk, read_manifest, recall_at_k, resolve_settings)
+from c4c.search.index_dir import settings_of
+from c4c.search.settings import PARAMS, IndexKindName
 
-APPROXIMATE = ("ivfflat", "ivfpq", "hnsw")
+APPROXIMATE = [kind for kind in INDEX_KINDS if kind != "flat"]  # flat is the exact reference
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,7 +63,7 @@ def clustered_set():
 def built(clustered_set):
     """One in-memory index of each kind, with default settings, over the clustered set."""
     x, _ = clustered_set
-    return {kind: VectorIndex.from_vectors(x, _ids(len(x)), IndexSettings(kind=kind)) for kind in KINDS}
+    return {kind: VectorIndex.from_vectors(x, _ids(len(x)), IndexSettings(kind=kind)) for kind in INDEX_KINDS}
 
 
 # --- references ------------------------------------------------------------------------------
@@ -191,7 +196,7 @@ def test_hnsw_returns_k_results_even_above_ef_search():
 # --- saving and reopening -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", list(INDEX_KINDS))
 def test_saved_and_reopened_index_gives_identical_results(kind, built, clustered_set, tmp_path):
     _, q = clustered_set
     index = built[kind]
@@ -396,11 +401,63 @@ def test_an_index_that_cannot_move_to_the_gpu_stays_on_the_cpu(tmp_path, monkeyp
     assert index.search(_random(1, 8, 0), 1)[1] == [["video0"]]
 
 
-def test_hnsw_is_never_moved_to_the_gpu(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", list(INDEX_KINDS))
+def test_only_the_kinds_faiss_has_on_the_gpu_are_moved_there(kind, built, tmp_path, monkeypatch):
     from c4c.search import index as index_module
 
-    build_index(_random(50, 8, 0), _ids(50), IndexSettings(kind="hnsw"), tmp_path / "idx")
+    built[kind].save(tmp_path / "idx")
     monkeypatch.setattr(index_module, "_gpu_count", lambda: 1)
     moves = []
     monkeypatch.setattr(index_module, "_to_gpu", lambda index, kind: moves.append(kind))
-    assert not VectorIndex.open(tmp_path / "idx", device="gpu").on_gpu and moves == []
+    assert not VectorIndex.open(tmp_path / "idx", device="gpu").on_gpu
+    assert moves == ([kind] if INDEX_KINDS[kind].gpu else [])
+
+
+# --- the table of kinds ---------------------------------------------------------------------------
+
+
+def test_the_command_line_offers_the_kinds_of_the_table():
+    assert get_args(IndexKindName) == tuple(INDEX_KINDS)
+    assert get_args(choices.IndexKind) == tuple(INDEX_KINDS)  # until the command line reads IndexKindName
+
+
+def test_every_setting_is_read_by_some_kind_and_every_search_parameter_is_a_setting():
+    read = {name for kind in INDEX_KINDS.values() for name in kind.params}
+    assert read | {"train_size", "seed"} == set(PARAMS)
+    assert all(set(kind.search) <= set(kind.params) for kind in INDEX_KINDS.values())
+
+
+@pytest.mark.parametrize("kind", list(INDEX_KINDS))
+def test_each_kind_is_described_by_its_parameters(kind, built):
+    s = built[kind].settings
+    assert s.describe() == " ".join([kind] + [f"{name}={getattr(s, name)}" for name in INDEX_KINDS[kind].params])
+
+
+@pytest.mark.parametrize("kind", list(INDEX_KINDS))
+def test_only_the_kinds_that_train_report_training(kind, clustered_set):
+    x, _ = clustered_set
+    stages = set()
+    VectorIndex.from_vectors(x[:2000], _ids(2000), IndexSettings(kind=kind, pq_bits=4),
+                             progress=lambda stage, done, total: stages.add(stage))
+    assert stages == ({"train", "add"} if INDEX_KINDS[kind].trains else {"add"})
+
+
+@pytest.mark.parametrize("kind", list(INDEX_KINDS))
+def test_search_parameters_change_only_what_a_kind_reads_when_searched(kind, built):
+    index = built[kind]
+    before = asdict(index.settings)
+    asked = {"nprobe": 3, "ef_search": 40, "k_factor": 5}
+    index.set_search_params(**asked)
+    try:
+        changed = {name for name in before if getattr(index.settings, name) != before[name]}
+        assert changed == set(INDEX_KINDS[kind].search) & set(asked)
+    finally:
+        index.set_search_params(**{name: before[name] for name in INDEX_KINDS[kind].search})
+
+
+@pytest.mark.parametrize("kind", list(INDEX_KINDS))
+def test_every_parameter_of_a_kind_is_accepted_and_an_unknown_one_is_a_user_error(kind):
+    params = {f.name: f.default for f in fields(IndexSettings) if f.name in INDEX_KINDS[kind].params}
+    assert settings_of(kind, params) == IndexSettings(kind=kind, **params)
+    with pytest.raises(C4CError, match="unknown index parameter 'nprobes'"):
+        settings_of(kind, {"nprobes": 4})

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import get_args
 
 import pytest
 import torch
+import torch.nn.functional as F
+from open_clip.transformer import ResidualAttentionBlock
+from torch import nn
 
+from c4c import choices
 from c4c.errors import C4CError
 from c4c.model.backbone import build_clip
 from c4c.model.clip4clip import CLIP4Clip, symmetric_cross_entropy
-from c4c.model.heads import HEADS
+from c4c.model.heads import HEADS, make_head
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,7 @@ def _batch(b=3, t=5, size=32, seed=0):
     return ids, video, mask
 
 
-@pytest.mark.parametrize("sim", HEADS)
+@pytest.mark.parametrize("sim", list(HEADS))
 def test_scores_have_one_logit_per_text_video_pair(tiny_clip, sim):
     m = _model(tiny_clip, sim)
     ids, video, mask = _batch()
@@ -48,7 +53,7 @@ def test_scores_have_one_logit_per_text_video_pair(tiny_clip, sim):
     assert s.shape == (2, 3) and torch.isfinite(s).all()
 
 
-@pytest.mark.parametrize("sim", HEADS)
+@pytest.mark.parametrize("sim", list(HEADS))
 def test_padding_frames_never_change_a_score(tiny_clip, sim):
     m = _model(tiny_clip, sim)
     ids, video, mask = _batch()
@@ -61,19 +66,69 @@ def test_padding_frames_never_change_a_score(tiny_clip, sim):
     torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("sim", ["seqLSTM", "seqTransf", "tightTransf"])
-def test_temporal_heads_see_frame_order_and_meanp_does_not(tiny_clip, sim):
+@pytest.mark.parametrize("sim", list(HEADS))
+def test_heads_that_see_frame_order_score_reversed_frames_differently(tiny_clip, sim):
     ids, video, mask = _batch(b=2, t=4)
     mask[:] = True
-    reversed_video = video.flip(1)
-    for name, expect_same in (("meanP", True), (sim, False)):
-        m = _model(tiny_clip, name)
-        with torch.no_grad():
-            t = m.encode_text(ids)
-            a = m.similarity(t, m.encode_video(video, mask), mask)
-            b = m.similarity(t, m.encode_video(reversed_video, mask), mask)
-        relative = ((a - b).abs().max() / a.abs().max()).item()
-        assert (relative < 1e-5) == expect_same, (name, relative)
+    m = _model(tiny_clip, sim)
+    with torch.no_grad():
+        t = m.encode_text(ids)
+        a = m.similarity(t, m.encode_video(video, mask), mask)
+        b = m.similarity(t, m.encode_video(video.flip(1), mask), mask)
+    relative = ((a - b).abs().max() / a.abs().max()).item()
+    assert (relative >= 1e-5) is HEADS[sim].sees_order, relative
+
+
+# --- the table of heads --------------------------------------------------------------------------
+
+
+def test_the_table_of_heads_names_the_heads_the_command_line_offers():
+    assert tuple(HEADS) == get_args(choices.Sim) == choices.HEADS
+
+
+@pytest.mark.parametrize("sim", list(HEADS))
+def test_loose_heads_score_the_cosine_of_two_embeddings_and_tight_heads_do_not(tiny_clip, sim):
+    m = _model(tiny_clip, sim)
+    ids, video, mask = _batch()
+    with torch.no_grad():
+        t, v = m.encode_text(ids), m.encode_video(video, mask)
+        cosine = m.clip.logit_scale.exp() * F.normalize(t, dim=-1) @ m.pooled_video(v, mask).t()
+        scores = m.similarity(t, v, mask)
+    assert m.loose is not HEADS[sim].tight
+    assert torch.allclose(scores, cosine, atol=1e-4) is m.loose
+
+
+def _blocks(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, ResidualAttentionBlock)]
+
+
+@pytest.mark.parametrize("sim", list(HEADS))
+def test_heads_from_text_layers_start_as_clips_text_blocks(tiny_clip, sim):
+    blocks = _blocks(make_head(sim, tiny_clip, layers=2))
+    text = [b.state_dict() for b in tiny_clip.transformer.resblocks[:2]]
+    copied = len(blocks) == 2 and all(torch.equal(t[k], b.state_dict()[k]) for t, b in zip(text, blocks) for k in t)
+    assert copied is HEADS[sim].from_text_layers
+
+
+@pytest.mark.parametrize("sim", list(HEADS))
+def test_heads_from_text_layers_refuse_a_clip_whose_text_width_is_not_the_embedding_size(tiny_clip, sim):
+    clip = copy.deepcopy(tiny_clip)
+    width = clip.transformer.width
+    clip.text_projection = nn.Parameter(torch.zeros(width, 2 * width))
+    if HEADS[sim].from_text_layers:
+        with pytest.raises(C4CError, match=f"{sim} is initialised from CLIP's text layers"):
+            CLIP4Clip(clip, sim=sim)
+    else:
+        assert CLIP4Clip(clip, sim=sim).sim == sim
+
+
+@pytest.mark.parametrize("sim", list(HEADS))
+def test_temporal_layers_set_the_depth_of_the_heads_that_have_them(tiny_clip, sim):
+    one, three = (make_head(sim, tiny_clip, layers=layers) for layers in (1, 3))
+    if HEADS[sim].temporal_layers:
+        assert (len(_blocks(one)), len(_blocks(three))) == (1, 3)
+    else:
+        assert [p.shape for p in one.parameters()] == [p.shape for p in three.parameters()]
 
 
 def test_3d_patch_init_gives_the_2d_features_on_a_static_video(tiny_clip):
@@ -184,7 +239,7 @@ def test_fp16_clip_weights_follow_the_reference_conversion():
         assert m.head.temporal.resblocks[0].attn.in_proj_weight.dtype == torch.float32
 
 
-@pytest.mark.parametrize("sim", ["seqTransf", "tightTransf"])
+@pytest.mark.parametrize("sim", [name for name, head in HEADS.items() if head.temporal_layers])
 def test_direct_attention_equals_open_clips_attention(tiny_clip, sim):
     from open_clip.transformer import ResidualAttentionBlock
 

@@ -18,7 +18,7 @@ from torch import nn
 from c4c.choices import CLIP_MEAN, CLIP_STD, PATCHES
 from c4c.errors import C4CError
 from c4c.model.attention import use_direct_attention
-from c4c.model.heads import LOOSE, make_head
+from c4c.model.heads import HEADS, head_of
 from c4c.model.towers import image_class_features, text_eot_features
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,14 @@ class CLIP4Clip(nn.Module):
         self.clip = clip
         self.sim = sim
         self.patch = patch
+        head = head_of(sim)
         embed_dim = int(clip.text_projection.shape[1])
-        if sim in ("seqTransf", "tightTransf") and clip.transformer.width != embed_dim:
+        if head.from_text_layers and clip.transformer.width != embed_dim:
             raise C4CError(f"{sim} is initialised from CLIP's text layers, which needs text width "
                            f"{clip.transformer.width} == embedding size {embed_dim}; this CLIP differs")
         if patch == "3d":
             clip.visual.conv2 = make_patch3d(clip.visual.conv1)
-        self.head = make_head(sim, clip, temporal_layers)
+        self.head = head.build(clip, temporal_layers)
         use_direct_attention(self)  # same results as open_clip's attention, without its layout copies
         size = clip.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -66,7 +67,8 @@ class CLIP4Clip(nn.Module):
 
     @property
     def loose(self) -> bool:
-        return self.sim in LOOSE
+        """The head gives each video an embedding of its own (not a cross encoder)."""
+        return not HEADS[self.sim].tight
 
     # --- towers -------------------------------------------------------------------------------------
 

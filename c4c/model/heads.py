@@ -1,18 +1,22 @@
-"""The similarity heads of CLIP4Clip (spec 4.6).
+"""The similarity heads of CLIP4Clip (spec 4.6), and :data:`HEADS`, the one table of them.
 
 Loose heads map frame features ``V: [B, T, D]`` to ``V': [B, T, D]``; the model then scores with the
 masked mean of L2-normalised frames. The tight head scores (text, video) pairs with a cross encoder.
 Padded frames (``mask == False``) never influence a score.
+
+A new head is a module here and an entry of :data:`HEADS`; its name also goes into
+``c4c.choices.Sim`` (the command line reads that before torch; a test holds the two equal).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import torch
 from torch import nn
 
-from c4c.choices import HEADS, LOOSE_HEADS
-
-LOOSE = LOOSE_HEADS  # the old name; other modules import it
+from c4c.errors import C4CError
 HEAD_LN_EPS = 1e-12  # the reference's TF-style LayerNorm in module_cross.py (CLIP's own keep 1e-5)
 _MASKED = -1e4  # additive attention mask for padded keys (exp underflows to exactly 0)
 
@@ -184,16 +188,37 @@ class TightTransf(nn.Module, _FromTextLayers):
         return self.score(h).view(bt, bv)
 
 
-def make_head(sim: str, clip, layers: int = 4) -> nn.Module:
-    """The head module for ``sim`` (one of :data:`HEADS`)."""
-    if sim == "meanP":
-        return MeanP()
-    if sim == "seqLSTM":
-        return SeqLSTM(int(clip.text_projection.shape[1]))
-    if sim == "seqTransf":
-        return SeqTransf(clip, layers)
-    if sim == "tightTransf":
-        return TightTransf(clip, layers)
-    from c4c.errors import C4CError
+@dataclass(frozen=True)
+class Head:
+    """One similarity head: how it is built and what the rest of c4c needs to know of it."""
 
-    raise C4CError(f"unknown similarity head {sim!r}", hint=f"choose one of: {', '.join(HEADS)}")
+    build: Callable[[Any, int], nn.Module]  # (CLIP, temporal layers) -> the head module
+    tight: bool = False             # scores (text, video) pairs with a cross encoder: no video embedding alone
+    from_text_layers: bool = False  # its transformer starts as CLIP's text layers (text width == embedding size)
+    temporal_layers: bool = False   # --temporal-layers sets the depth of its transformer
+    sees_order: bool = False        # the order of the frames changes its scores
+
+
+HEADS: dict[str, Head] = {
+    "meanP": Head(lambda clip, layers: MeanP()),
+    "seqLSTM": Head(lambda clip, layers: SeqLSTM(int(clip.text_projection.shape[1])), sees_order=True),
+    "seqTransf": Head(SeqTransf, from_text_layers=True, temporal_layers=True, sees_order=True),
+    "tightTransf": Head(TightTransf, tight=True, from_text_layers=True, temporal_layers=True, sees_order=True),
+}
+
+
+def head_of(sim: str) -> Head:
+    """The :data:`HEADS` entry of ``sim``; C4CError naming the choices when there is none."""
+    if sim not in HEADS:
+        raise C4CError(f"unknown similarity head {sim!r}", hint=f"choose one of: {', '.join(HEADS)}")
+    return HEADS[sim]
+
+
+def loose_heads() -> list[str]:
+    """The heads that give each video an embedding of its own (every head but the tight ones)."""
+    return [name for name, head in HEADS.items() if not head.tight]
+
+
+def make_head(sim: str, clip, layers: int = 4) -> nn.Module:
+    """The head module for ``sim`` (a key of :data:`HEADS`)."""
+    return head_of(sim).build(clip, layers)

@@ -1,5 +1,6 @@
-"""Building faiss indexes: one factory string per kind, the training sample, adding in chunks, and the
-search-time parameters (nprobe, ef_search, k_factor) every kind is set with."""
+"""Building faiss indexes: the factory string of each kind (:data:`~c4c.search.settings.INDEX_KINDS`),
+the training sample, adding in chunks, and setting the search-time parameters (nprobe, ef_search,
+k_factor) each kind reads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from c4c.search.settings import IndexSettings
+from c4c.search.settings import INDEX_KINDS, IndexSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +28,23 @@ def faiss_module():
 
 def factory_string(s: IndexSettings) -> str:
     """The faiss index_factory string of resolved settings ``s``."""
-    if s.kind == "flat":
-        return "Flat"
-    if s.kind == "ivfflat":
-        return f"IVF{s.nlist},Flat"
-    if s.kind == "ivfpq":
-        # "np": no polysemous training (a slow code reordering that only Hamming filtering uses)
-        return f"IVF{s.nlist},PQ{s.pq_m}x{s.pq_bits}np" + (",RFlat" if s.k_factor > 0 else "")
-    return f"HNSW{s.hnsw_m},Flat"
+    return INDEX_KINDS[s.kind].factory(s)
 
 
 def make_index(s: IndexSettings, dim: int):
     """An empty (untrained) faiss index of kind ``s.kind`` for ``dim``-vectors, seeded, set up to search."""
     faiss = faiss_module()
+    kind = INDEX_KINDS[s.kind]
     index = faiss.index_factory(dim, factory_string(s), faiss.METRIC_INNER_PRODUCT)
-    if s.kind in ("ivfflat", "ivfpq"):
+    if kind.trains:
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.seed = s.seed
         ivf.cp.max_points_per_centroid = max(256, -(-s.train_size // s.nlist))  # train on the whole sample
-        if s.kind == "ivfpq":
+        if "pq_m" in kind.params:
             faiss.downcast_index(ivf).pq.cp.seed = s.seed
-    if s.kind == "hnsw":
+    if "ef_construction" in kind.params:
         index.hnsw.efConstruction = s.ef_construction
-    apply_search_params(index, s.kind, nprobe=s.nprobe, ef_search=s.ef_search,
-                        k_factor=s.k_factor if s.kind == "ivfpq" else None)
+    apply_search_params(index, s.kind, **{name: getattr(s, name) for name in kind.search})
     return index
 
 
@@ -86,21 +80,23 @@ def build_faiss(x: np.ndarray, s: IndexSettings, progress: Progress | None):
     return index, build_seconds, train_seconds
 
 
-def apply_search_params(index, kind: str, *, nprobe: int | None = None, ef_search: int | None = None,
-                        k_factor: int | None = None, gpu: bool = False) -> None:
-    """Set the search parameters of a faiss ``index`` of ``kind`` (None: leave as is; ``gpu``: a GPU copy)."""
+def apply_search_params(index, kind: str, *, gpu: bool = False, **values: int | None) -> None:
+    """Set search-time settings (``nprobe=...``, ``ef_search=...``, ``k_factor=...``) of a faiss ``index`` of
+    ``kind``; None, or a setting the kind does not read when searched, leaves it as is (``gpu``: a GPU copy)."""
     faiss = faiss_module()
+    reads = INDEX_KINDS[kind].search
+    values = {name: value for name, value in values.items() if value is not None and name in reads}
     inner = index
-    if kind == "ivfpq":
+    if "k_factor" in reads:  # re-ranking wraps the index it re-ranks (when built with k_factor > 0)
         top = faiss.downcast_index(index)
         if isinstance(top, faiss.IndexRefine):
-            if k_factor is not None:
-                top.k_factor = k_factor
+            if "k_factor" in values:
+                top.k_factor = values["k_factor"]
             inner = faiss.downcast_index(top.base_index)
-    if nprobe is not None and kind in ("ivfflat", "ivfpq"):
+    if "nprobe" in values:
         if gpu:
-            faiss.GpuParameterSpace().set_index_parameter(inner, "nprobe", nprobe)
+            faiss.GpuParameterSpace().set_index_parameter(inner, "nprobe", values["nprobe"])
         else:
-            faiss.extract_index_ivf(inner).nprobe = nprobe
-    if ef_search is not None and kind == "hnsw":
-        faiss.downcast_index(inner).hnsw.efSearch = ef_search
+            faiss.extract_index_ivf(inner).nprobe = values["nprobe"]
+    if "ef_search" in values:
+        faiss.downcast_index(inner).hnsw.efSearch = values["ef_search"]

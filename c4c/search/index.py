@@ -23,10 +23,10 @@ from c4c.search.build import Progress, apply_search_params, build_faiss, faiss_m
 from c4c.search.exact import exact_topk, recall_at_k
 from c4c.search.index_dir import (IDS_FILE, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION, check_destination, read_ids,
                                   read_manifest, read_rows, settings_from, write_dir)
-from c4c.search.settings import KINDS, IndexSettings, auto_nlist, auto_pq_m, resolve_settings
+from c4c.search.settings import INDEX_KINDS, IndexSettings, auto_nlist, auto_pq_m, resolve_settings
 
-__all__ = ["INDEX_FORMAT", "INDEX_VERSION", "KINDS", "IndexSettings", "VectorIndex", "auto_nlist", "auto_pq_m",
-           "build_index", "exact_topk", "read_manifest", "recall_at_k", "resolve_settings"]
+__all__ = ["INDEX_FORMAT", "INDEX_KINDS", "INDEX_VERSION", "IndexSettings", "VectorIndex", "auto_nlist",
+           "auto_pq_m", "build_index", "exact_topk", "read_manifest", "recall_at_k", "resolve_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +116,14 @@ def _gpu_count() -> int:
 
 
 def _to_gpu(index, kind: str):
-    """The index moved to all GPUs (the re-ranking of ivfpq stays on the CPU); None when it cannot."""
+    """The index moved to all GPUs (the exact re-ranking of ivfpq stays on the CPU); None when it cannot."""
     faiss = faiss_module()
+    params = INDEX_KINDS[kind].params
     options = faiss.GpuMultipleClonerOptions()
     # float16 PQ lookup tables (needed for codes of 56 bytes and more); never float16 flat vectors
-    options.useFloat16 = kind == "ivfpq"
+    options.useFloat16 = "pq_m" in params
     try:
-        refine = faiss.downcast_index(index) if kind == "ivfpq" else None
+        refine = faiss.downcast_index(index) if "k_factor" in params else None
         if isinstance(refine, faiss.IndexRefine):
             base = faiss.index_cpu_to_all_gpus(faiss.downcast_index(refine.base_index), co=options)
             moved = faiss.IndexRefine(base, faiss.downcast_index(refine.refine_index))
@@ -227,39 +228,43 @@ class VectorIndex:
         rows = read_rows(index_dir, manifest, ids)
         self = cls(index, ids, manifest, path=index_dir, cpu_index=index, rows=rows)
         if device != "cpu" and gpus > 0:
-            if kind == "hnsw":
-                log.info("faiss has no GPU version of hnsw indexes; searching on the CPU")
+            if not INDEX_KINDS[kind].gpu:
+                log.info("faiss has no GPU version of %s indexes; searching on the CPU", kind)
             else:
                 moved = _to_gpu(index, kind)
                 if moved is not None:
                     self._index, self._cpu_index, self.on_gpu = moved, None, True
         s = self.settings
-        self.set_search_params(nprobe=s.nprobe, ef_search=s.ef_search, k_factor=s.k_factor or None)
+        self.set_search_params(**{name: getattr(s, name) or None for name in INDEX_KINDS[kind].search})
         return self
 
     @property
     def count(self) -> int:
         return len(self.ids)
 
-    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None,
-                          k_factor: int | None = None) -> None:
-        """Change the speed/recall trade-off of an approximate index: IVF lists scanned (``nprobe``),
-        HNSW candidate list (``ef_search``), ivfpq re-ranking depth (``k_factor``, only when the index
-        was built with re-ranking). Values a kind does not have are ignored."""
-        for name, value in (("nprobe", nprobe), ("ef_search", ef_search), ("k_factor", k_factor)):
+    def set_search_params(self, **values: int | None) -> None:
+        """Change the speed/recall trade-off of an approximate index through the settings its kind reads
+        when searched: IVF lists scanned (``nprobe``), HNSW candidate list (``ef_search``), ivfpq
+        re-ranking depth (``k_factor``, only when the index was built with re-ranking). Values a kind
+        does not have are ignored."""
+        searched = {name for kind in INDEX_KINDS.values() for name in kind.search}
+        for name, value in values.items():
+            if name not in searched:
+                raise TypeError(f"set_search_params() got an unexpected keyword argument {name!r}")
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
                 raise C4CError(f"{name} must be a whole number of at least 1, got {value!r}")
         s = self.settings
-        nprobe = min(int(nprobe), s.nlist) if nprobe is not None and s.kind in ("ivfflat", "ivfpq") else None
-        if nprobe is not None and self.on_gpu:
-            nprobe = min(nprobe, GPU_MAX_K)
-        ef_search = int(ef_search) if ef_search is not None and s.kind == "hnsw" else None
-        k_factor = int(k_factor) if k_factor is not None and s.kind == "ivfpq" and s.k_factor > 0 else None
-        apply_search_params(self._index, s.kind, nprobe=nprobe, ef_search=ef_search, k_factor=k_factor,
-                            gpu=self.on_gpu)
-        for name, value in (("nprobe", nprobe), ("ef_search", ef_search), ("k_factor", k_factor)):
-            if value is not None:
-                setattr(s, name, value)
+        reads = INDEX_KINDS[s.kind].search
+        given = {name: int(value) for name, value in values.items() if value is not None and name in reads}
+        if "nprobe" in given:
+            given["nprobe"] = min(given["nprobe"], s.nlist)
+        if "nprobe" in given and self.on_gpu:
+            given["nprobe"] = min(given["nprobe"], GPU_MAX_K)
+        if s.k_factor == 0:  # built without re-ranking: nothing to set
+            given.pop("k_factor", None)
+        apply_search_params(self._index, s.kind, gpu=self.on_gpu, **given)
+        for name, value in given.items():
+            setattr(s, name, value)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
         """The ``k`` best ids per query, best first: scores [Q, k] (cosines) and ids (a list per query).
@@ -280,14 +285,16 @@ class VectorIndex:
         q = _as_matrix(queries, "queries", self.dim)
         q, _ = _normalised(q, "queries")
         k = min(int(k), self.count)
-        if self.kind == "hnsw":  # HNSW returns at most ef_search results: widen the list for a large k
-            apply_search_params(self._index, "hnsw", ef_search=max(self.settings.ef_search, k))
+        reads = INDEX_KINDS[self.kind].search
+        if "ef_search" in reads:  # HNSW returns at most ef_search results: widen the list for a large k
+            apply_search_params(self._index, self.kind, ef_search=max(self.settings.ef_search, k))
         if self.on_gpu:
             if k > GPU_MAX_K:
                 raise C4CError(f"k={k} is above the {GPU_MAX_K} results a faiss GPU index can return",
                                hint="lower k, or open the index with device cpu")
-            if self.kind == "ivfpq" and self.settings.k_factor > 0:  # the candidates also come from the GPU
-                apply_search_params(self._index, "ivfpq", k_factor=max(1, min(self.settings.k_factor, GPU_MAX_K // k)))
+            if "k_factor" in reads and self.settings.k_factor > 0:  # the candidates also come from the GPU
+                apply_search_params(self._index, self.kind,
+                                    k_factor=max(1, min(self.settings.k_factor, GPU_MAX_K // k)))
         scores, rows = self._index.search(q, k)
         scores = np.array(scores, dtype=np.float32)
         scores[rows < 0] = -np.inf

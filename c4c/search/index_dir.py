@@ -26,7 +26,7 @@ from pathlib import Path
 from c4c.atomic import disk_full_is_an_error, ensure_space, fsync_dir, fsync_file
 from c4c.errors import C4CError
 from c4c.search.build import faiss_module
-from c4c.search.settings import KINDS, IndexSettings
+from c4c.search.settings import INDEX_KINDS, PARAMS, IndexSettings
 
 INDEX_FORMAT = "c4c-index"
 INDEX_VERSION = 2
@@ -154,7 +154,7 @@ def read_manifest(index_dir: Path) -> dict:
     for key, kind in (("kind", str), ("dim", int), ("count", int), ("settings", dict)):
         if not isinstance(manifest.get(key), kind):
             raise C4CError(f"index manifest lacks a valid {key!r}", path=path)
-    if manifest["kind"] not in KINDS:
+    if manifest["kind"] not in INDEX_KINDS:
         raise C4CError(f"unknown index kind {manifest['kind']!r}", path=path)
     if manifest.get("metric", "ip") != "ip":
         raise C4CError(f"unsupported metric {manifest.get('metric')!r} (c4c indexes use inner product)", path=path)
@@ -252,7 +252,9 @@ def index_meta(emb, emb_path: Path | None) -> dict:
 
 def settings_of(kind: str, params: dict) -> IndexSettings:
     """The index settings of ``--kind`` and ``--param`` values; an unknown parameter is a user error."""
-    try:
-        return IndexSettings(kind=kind, **params)
-    except TypeError as exc:
-        raise C4CError(f"unknown index parameter: {exc}") from None
+    unknown = [name for name in params if name not in PARAMS]
+    if unknown:
+        used = INDEX_KINDS[kind].params if kind in INDEX_KINDS else ()
+        raise C4CError(f"unknown index parameter {unknown[0]!r}", hint=f"choose from {', '.join(PARAMS)}"
+                       + (f" ({kind} indexes are described by {', '.join(used)})" if used else ""))
+    return IndexSettings(kind=kind, **params)

@@ -1,4 +1,8 @@
-"""How a vector index is built and searched: the kinds, their settings, and the automatic values.
+"""How a vector index is built and searched: the kinds (:data:`INDEX_KINDS`, the one table of them),
+their settings, and the automatic values.
+
+A new kind is an entry of :data:`INDEX_KINDS` (and a field of :class:`IndexSettings` for each new
+parameter); :mod:`c4c.search.build` sets a new search-time parameter on the faiss index.
 
 Kinds (defaults chosen with bench/bench_index.py; figures in bench/README.md):
 
@@ -38,14 +42,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Callable, Literal
 
-from c4c.choices import INDEX_KINDS
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
 
-KINDS = INDEX_KINDS
 MIN_POINTS_PER_LIST = 39      # faiss k-means warns below this many training vectors per centroid
 TRAIN_POINTS_PER_LIST = 39    # default IVF training sample per list (faiss would take up to 256)
 MIN_NLIST = 16                # an IVF with fewer lists saves too little over flat to be worth it
@@ -55,7 +58,7 @@ MIN_NLIST = 16                # an IVF with fewer lists saves too little over fl
 class IndexSettings:
     """How an index is built and searched. ``None`` means automatic (resolved from n and dim)."""
 
-    kind: str = "flat"                  # flat | ivfflat | ivfpq | hnsw
+    kind: str = "flat"                  # a key of INDEX_KINDS
     nlist: int | None = None            # IVF lists; None: 4*sqrt(n) rounded to a power of 2, <= n/39
     nprobe: int | None = None           # IVF lists scanned per query; None: 16 (see module notes)
     pq_m: int | None = None             # ivfpq sub-quantizers = code bytes per vector; None: dim/8
@@ -69,10 +72,41 @@ class IndexSettings:
 
     def describe(self) -> str:
         """``ivfflat nlist=4096 nprobe=16``, for messages and tables."""
-        keys = {"flat": (), "ivfflat": ("nlist", "nprobe"), "ivfpq": ("nlist", "nprobe", "pq_m", "pq_bits", "k_factor"),
-                "hnsw": ("hnsw_m", "ef_construction", "ef_search")}.get(self.kind, ())
+        kind = INDEX_KINDS.get(self.kind)
+        keys = kind.params if kind else ()
         return " ".join([self.kind] + [f"{key}={getattr(self, key)}" for key in keys])
 
+
+@dataclass(frozen=True)
+class IndexKind:
+    """One kind of index: its faiss factory string and the settings it reads."""
+
+    factory: Callable[[IndexSettings], str]  # resolved settings -> faiss index_factory string
+    params: tuple[str, ...] = ()        # the settings it is described by, in the order messages give them
+    search: tuple[str, ...] = ()        # those of ``params`` that can change when it is searched
+    trains: bool = False                # k-means on a sample of ``train_size`` vectors (``seed``) into ``nlist`` lists
+    gpu: bool = True                    # faiss can move it to the GPU
+
+
+INDEX_KINDS: dict[str, IndexKind] = {
+    "flat": IndexKind(lambda s: "Flat"),
+    "ivfflat": IndexKind(lambda s: f"IVF{s.nlist},Flat", ("nlist", "nprobe"), ("nprobe",), trains=True),
+    # "np": no polysemous training (a slow code reordering that only Hamming filtering uses); RFlat: re-ranking
+    "ivfpq": IndexKind(lambda s: f"IVF{s.nlist},PQ{s.pq_m}x{s.pq_bits}np" + (",RFlat" if s.k_factor > 0 else ""),
+                       ("nlist", "nprobe", "pq_m", "pq_bits", "k_factor"), ("nprobe", "k_factor"), trains=True),
+    "hnsw": IndexKind(lambda s: f"HNSW{s.hnsw_m},Flat", ("hnsw_m", "ef_construction", "ef_search"), ("ef_search",),
+                      gpu=False),
+}
+KIND_NAMES: tuple[str, ...] = tuple(INDEX_KINDS)
+IndexKindName = Literal[KIND_NAMES]     # --kind of `c4c index`
+PARAMS: tuple[str, ...] = tuple(f.name for f in fields(IndexSettings) if f.name != "kind")  # what --param sets
+
+
+def index_kind(name: str) -> IndexKind:
+    """The :data:`INDEX_KINDS` entry of ``name``; C4CError naming the choices when there is none."""
+    if name not in INDEX_KINDS:
+        raise C4CError(f"unknown index kind {name!r}", hint=f"choose one of {', '.join(INDEX_KINDS)}")
+    return INDEX_KINDS[name]
 
 
 def auto_nlist(n: int) -> int:
@@ -97,8 +131,7 @@ def auto_pq_m(dim: int) -> int:
 def resolve_settings(settings: IndexSettings, n: int, dim: int) -> IndexSettings:
     """``settings`` with every automatic value filled in for ``n`` vectors of ``dim``, or the ``flat``
     fallback for collections too small to train; C4CError on settings that cannot work."""
-    if settings.kind not in KINDS:
-        raise C4CError(f"unknown index kind {settings.kind!r}", hint=f"choose one of {', '.join(KINDS)}")
+    kind = index_kind(settings.kind)
     s = replace(settings)
     for name in ("nlist", "nprobe", "pq_m", "train_size"):
         value = getattr(s, name)
@@ -109,7 +142,7 @@ def resolve_settings(settings: IndexSettings, n: int, dim: int) -> IndexSettings
             raise C4CError(f"{name} must be at least 1, got {getattr(s, name)}")
     if s.k_factor < 0:
         raise C4CError(f"k_factor must be 0 (no re-ranking) or more, got {s.k_factor}")
-    if s.kind in ("ivfflat", "ivfpq"):
+    if kind.trains:
         fallback = None
         if s.nlist is None:
             s.nlist = auto_nlist(n)
@@ -118,7 +151,7 @@ def resolve_settings(settings: IndexSettings, n: int, dim: int) -> IndexSettings
         elif n < MIN_POINTS_PER_LIST * s.nlist:
             raise C4CError(f"nlist={s.nlist} needs at least {MIN_POINTS_PER_LIST * s.nlist} vectors to train, "
                            f"the collection has {n}", hint="leave nlist automatic or lower it")
-        if s.kind == "ivfpq" and fallback is None:
+        if "pq_m" in kind.params and fallback is None:
             if s.pq_m is None:
                 s.pq_m = auto_pq_m(dim)
             if dim % s.pq_m:
@@ -137,6 +170,6 @@ def resolve_settings(settings: IndexSettings, n: int, dim: int) -> IndexSettings
         s.nprobe = min(s.nprobe, s.nlist)
         if s.train_size is None:
             s.train_size = TRAIN_POINTS_PER_LIST * s.nlist
-        need = MIN_POINTS_PER_LIST * max(s.nlist, 2 ** s.pq_bits if s.kind == "ivfpq" else 0)
+        need = MIN_POINTS_PER_LIST * max(s.nlist, 2 ** s.pq_bits if "pq_bits" in kind.params else 0)
         s.train_size = min(n, max(s.train_size, need))
     return s

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from c4c import choices
+from c4c.datasets.registry import DATASETS, read_annotations, split_records
 from c4c.errors import C4CError
 
 log = logging.getLogger(__name__)
@@ -14,14 +14,15 @@ log = logging.getLogger(__name__)
 
 def dataset_options(dataset: str | None, msrvtt_train: str | None, *, task: str = "retrieval",
                     activitynet_val2: bool = False) -> dict:
-    """Reader options of the command line: MSR-VTT's training split (default 9k for retrieval, full, the
-    6,513 / 497 / 2,990 captioning split, for captions); for ActivityNet, whether val_2.json is read as
-    the val split (all its videos are test videos, so it is off by default)."""
-    if dataset == "msrvtt":
-        return {"msrvtt_train": msrvtt_train or ("full" if task == "caption" else "9k")}
-    if dataset == "activitynet" and activitynet_val2:
-        return {"val2_as_val": True}
-    return {}
+    """Reader options of the command line: the format's defaults for ``task`` (MSR-VTT's training split:
+    9k for retrieval, full, the 6,513 / 497 / 2,990 captioning split, for captions), then the flags
+    its reader takes: ``msrvtt_train``; ``activitynet_val2``, whether ActivityNet's val_2.json is read
+    as the val split (all its videos are test videos, so it is off by default)."""
+    if dataset not in DATASETS:
+        return {}
+    fmt = DATASETS[dataset]
+    flags = {"msrvtt_train": msrvtt_train, "val2_as_val": activitynet_val2}
+    return {**fmt.task_defaults.get(task, {}), **{k: v for k, v in flags.items() if v and k in fmt.options}}
 
 
 @dataclass
@@ -39,11 +40,10 @@ class PairSplits:
 def load_pair_splits(cfg, *, task: str, default_options: dict | None = None) -> PairSplits:
     """Read ``cfg.dataset`` at ``cfg.ann``, open ``cfg.frames`` and pick the train and selection splits."""
     from c4c.data.video_text import check_videos
-    from c4c.datasets.registry import read_annotations, split_records
     from c4c.video.store import FrameStore
 
-    if cfg.dataset not in choices.DATASETS:
-        raise C4CError(f"unknown --dataset {cfg.dataset!r}", hint=f"choose one of: {', '.join(choices.DATASETS)}")
+    if cfg.dataset not in DATASETS:
+        raise C4CError(f"unknown --dataset {cfg.dataset!r}", hint=f"choose one of: {', '.join(DATASETS)}")
     options = {**(default_options or {}), **(cfg.dataset_options or {})}
     records = read_annotations(cfg.dataset, cfg.ann, **options)
     if getattr(cfg, "val_from_train", None):
@@ -67,7 +67,7 @@ def load_pair_splits(cfg, *, task: str, default_options: dict | None = None) -> 
         selection = "last"
     if select:
         select = check_videos(select, store, skip_missing=cfg.skip_missing, store_path=cfg.frames)
-    paragraph = cfg.paragraph if cfg.paragraph is not None else cfg.dataset in choices.PARAGRAPH_DATASETS
+    paragraph = cfg.paragraph if cfg.paragraph is not None else DATASETS[cfg.dataset].paragraph
     return PairSplits(store=store, train=train, select=select, selection=selection, paragraph=paragraph,
                       options=options)
 
