@@ -66,12 +66,12 @@ def test_search_returns_k_distinct_videos_best_first_and_a_table(own, capsys):
 
 @pytest.mark.slow
 def test_search_errors_are_clear(own, tmp_path):
-    from c4c.stages.search import TextSearcher
+    from c4c.stages.search import Searcher
 
-    searcher = TextSearcher(own["index"], device="cpu")
+    searcher = Searcher(own["index"], device="cpu")
     with pytest.raises(C4CError, match="empty query"):
         searcher.search(["  "])
     with pytest.raises(C4CError, match="config.json missing"):
-        TextSearcher(own["index"], run=tmp_path, device="cpu")
+        Searcher(own["index"], run=tmp_path, device="cpu")
     with pytest.raises(C4CError):
-        TextSearcher(tmp_path, device="cpu")  # not an index folder
+        Searcher(tmp_path, device="cpu")  # not an index folder

@@ -27,7 +27,7 @@ from c4c.search.moments import Moment
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IndexConfig", "IndexResult", "Moment", "Searcher", "TextSearcher", "build", "index_meta"]
+__all__ = ["IndexConfig", "IndexResult", "Searcher", "build"]
 
 
 @dataclass
@@ -289,6 +289,3 @@ def _text_tower_to(clip, dtype) -> None:
     for name in ("positional_embedding", "text_projection"):
         param = getattr(clip, name)
         param.data = param.data.to(dtype)
-
-
-TextSearcher = Searcher  # the earlier name
