@@ -40,9 +40,6 @@ log = logging.getLogger(__name__)
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
 """Metric names, in the order they are reported. ``BLEU`` selects all four BLEU orders."""
 
-TOKENIZERS = CAPTION_TOKENIZERS
-"""``ptb``: Stanford PTB tokenizer (Java); ``simple``: its pure-Python imitation; ``none``: white space."""
-
 JAVA_HINT = "install a Java runtime (e.g. `apt install default-jre`) and make sure `java` is on PATH"
 
 SPICE_CORENLP = "stanford-corenlp-3.6.0"  # the jars pycocoevalcap's SPICE needs (it would download them)
@@ -179,14 +176,15 @@ def _ptb_tokenize(captions: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def tokenize_captions(captions: dict[str, list[str]], tokenizer: str) -> dict[str, list[str]]:
-    """Tokenise ``{id: [caption, ...]}`` with one of :data:`TOKENIZERS` (``ptb`` needs Java)."""
+    """Tokenise ``{id: [caption, ...]}`` with one of :data:`c4c.choices.CAPTION_TOKENIZERS`: ``ptb``, the Stanford
+    PTB tokenizer (needs Java); ``simple``, its pure-Python imitation; ``none``, white space."""
     if tokenizer == "ptb":
         return _ptb_tokenize(captions)
     if tokenizer == "simple":
         return {key: [simple_tokenize(c) for c in caps] for key, caps in captions.items()}
     if tokenizer == "none":
         return {key: [_one_line(c) for c in caps] for key, caps in captions.items()}
-    raise C4CError(f"unknown tokenizer {tokenizer!r}", hint=f"use one of {', '.join(TOKENIZERS)}")
+    raise C4CError(f"unknown tokenizer {tokenizer!r}", hint=f"use one of {', '.join(CAPTION_TOKENIZERS)}")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -373,8 +371,8 @@ def score_captions(hypotheses: Mapping[str, str], references: Mapping[str, Seque
     or SPICE failing at run time are skipped with the error as reason.
     """
     wanted = _select_metrics(metrics)
-    if tokenize not in TOKENIZERS:
-        raise C4CError(f"unknown tokenizer {tokenize!r}", hint=f"use one of {', '.join(TOKENIZERS)}")
+    if tokenize not in CAPTION_TOKENIZERS:
+        raise C4CError(f"unknown tokenizer {tokenize!r}", hint=f"use one of {', '.join(CAPTION_TOKENIZERS)}")
     scored, missing = _check_inputs(hypotheses, references, allow_missing)
     warnings: list[str] = []
     if missing:
