@@ -67,11 +67,11 @@ def evaluate_test(run_dir: Path, cfg: FinetuneConfig, twins: dict[str, str]) -> 
     from c4c.datasets.registry import read_annotations, split_records
     from c4c.metrics.retrieval import metrics_from_ranks, positive_ranks
     from c4c.evaluation import encode_eval_set, similarity_matrix
-    from c4c.stages.finetune import build_model
+    from c4c.model.load import build_model, resolve_spec
     from c4c.run import checkpoint
     from c4c.video.store import FrameStore
 
-    model, _ = build_model(cfg, "cpu")
+    model, _, _ = build_model(resolve_spec(cfg), "cpu", init=cfg.init)
     model.load_state_dict(checkpoint.load_model_state(run_dir / "best"))
     records = split_records(read_annotations("jsonl", cfg.ann), "test")
     evalset = EvalSet(records, FrameStore(cfg.frames), CaptionTokenizer(cfg.max_words),

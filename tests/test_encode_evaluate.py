@@ -235,8 +235,7 @@ def test_a_run_trained_from_quickgelu_weights_is_rebuilt_with_quickgelu(tmp_path
     with it by load_run and by finetune --init, or its features silently change."""
     from c4c.model.backbone import build_clip, set_activation, uses_quick_gelu
     from c4c.model.clip4clip import CLIP4Clip
-    from c4c.model.load import load_run
-    from c4c.stages.finetune import build_model
+    from c4c.model.load import build_model, load_run, resolve_spec
     from c4c.run import checkpoint
 
     clip, info = build_clip("tiny", "none")
@@ -252,7 +251,7 @@ def test_a_run_trained_from_quickgelu_weights_is_rebuilt_with_quickgelu(tmp_path
     torch.testing.assert_close(load_run(run_dir).model.encode_text(ids), model.eval().encode_text(ids))
     cfg = FinetuneConfig(dataset="jsonl", ann=tmp_path, frames=tmp_path, out=tmp_path / "ft", clip="tiny",
                          init=run_dir)
-    child, child_info = build_model(cfg, "cpu")
+    child, child_info, _ = build_model(resolve_spec(cfg), "cpu", init=cfg.init)
     assert uses_quick_gelu(child.clip) == child_info.quick_gelu != info.quick_gelu
 
 

@@ -261,7 +261,8 @@ def test_a_3d_run_can_start_from_a_2d_run(tmp_path):
 
     from c4c.model.backbone import build_clip
     from c4c.model.clip4clip import CLIP4Clip
-    from c4c.stages.finetune import FinetuneConfig, build_model
+    from c4c.model.load import build_model, resolve_spec
+    from c4c.stages.finetune import FinetuneConfig
     from c4c.run import checkpoint
 
     clip, _ = build_clip("tiny", "none")
@@ -270,7 +271,7 @@ def test_a_3d_run_can_start_from_a_2d_run(tmp_path):
     (tmp_path / "run" / "config.json").write_text(json.dumps({"sim": "meanP", "clip": "tiny", "pretrained": "none"}))
     cfg = FinetuneConfig(dataset="jsonl", ann=tmp_path, frames=tmp_path, out=tmp_path / "ft", clip="tiny",
                          init=tmp_path / "run", patch="3d")
-    model, _ = build_model(cfg, "cpu")
+    model, _, _ = build_model(resolve_spec(cfg), "cpu", init=cfg.init)
     w = model.clip.visual.conv2.weight
     torch.testing.assert_close(w[:, :, 1], two_d.clip.visual.conv1.weight)
     assert not w[:, :, 0].any() and not w[:, :, 2].any()

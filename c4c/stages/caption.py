@@ -71,9 +71,6 @@ class CaptionTrainConfig(PairSettings, ModelSettings, OptimSettings, LoopSetting
     select_on: str = "val"                # val (lowest val token loss) | last
 
 
-CaptionTrainResult = TrainResult
-
-
 @dataclass
 class GenerateConfig:
     """Options of `c4c caption generate`."""
@@ -216,13 +213,13 @@ def evaluate_loss(model, dataset, *, batch_size: int, device: str, amp_ctx, weig
     return metrics
 
 
-def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = None) -> CaptionTrainResult:
+def train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a captioner; evaluate the val token loss every epoch; keep the best weights in RUN/best."""
     with guard_run(cfg.out, [cfg.ann, cfg.frames, cfg.init], command="c4c caption train"):
         return _train(cfg, on_event)
 
 
-def _train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = None) -> CaptionTrainResult:
+def _train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a captioner; evaluate the val token loss every epoch; keep the best weights in RUN/best."""
     from dataclasses import asdict
 

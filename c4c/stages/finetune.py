@@ -30,24 +30,13 @@ class FinetuneConfig(PairSettings, ModelSettings, OptimSettings, LoopSettings, C
     select_on: str = "val"                # val | test (the reference's protocol) | last
 
 
-FinetuneResult = TrainResult
-
-
-def build_model(cfg: FinetuneConfig, device: str):
-    """``(CLIP4Clip, BackboneInfo)`` of ``cfg`` (with ``--init`` weights when given)."""
-    from c4c.model.load import build_model as build, resolve_spec
-
-    model, info, _ = build(resolve_spec(cfg), device, init=cfg.init)
-    return model, info
-
-
-def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> FinetuneResult:
+def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> TrainResult:
     """Train, evaluate every epoch on the selection split, keep the best weights (one writer per run folder)."""
     with guard_run(cfg.out, [cfg.ann, cfg.frames, cfg.init], command="c4c finetune"):
         return _finetune(cfg, on_event)
 
 
-def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> FinetuneResult:
+def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> TrainResult:
     """Train, evaluate every epoch on the selection split, keep the best weights."""
     from dataclasses import asdict
 
@@ -56,7 +45,7 @@ def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = Non
     from c4c.data.video_text import ClipSpec, EvalSet, TrainPairs
     from c4c.errors import C4CError
     from c4c.evaluation import evaluate_retrieval
-    from c4c.model.load import build_model as build, resolve_spec
+    from c4c.model.load import build_model, resolve_spec
     from c4c.stages.pairs import load_pair_splits
     from c4c.train.loop import autocast_context, contrastive_step
     from c4c.train.start import epoch_sampler, open_run, run_config, train_and_select
@@ -76,7 +65,7 @@ def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = Non
                         paragraph=data.paragraph) if data.select else None)
     dist = start.dist
     sampler, steps_per_epoch = epoch_sampler(cfg, start, train_set, cfg.ann)
-    model, backbone, spec = build(spec, dist.device, init=cfg.init)
+    model, backbone, spec = build_model(spec, dist.device, init=cfg.init)
     config = run_config(cfg, task="retrieval", spec=spec, start=start, extra={
         "paragraph_resolved": data.paragraph, "selection_resolved": data.selection, "dataset_options": data.options,
         "backbone": asdict(backbone), "train_items": len(train_set), "steps_per_epoch": steps_per_epoch})
