@@ -20,13 +20,8 @@ FrameOrder = Literal["keep", "reverse", "shuffle"]
 SelectOn = Literal["val", "test", "last"]
 CaptionSelectOn = Literal["val", "last"]
 MsrvttTrain = Literal["9k", "7k", "full"]
-# the dataset and index-kind choices below go once the command line reads the tables' own Literals
-# (c4c.datasets.registry.DatasetName, ExtractDatasetName; c4c.search.settings.IndexKindName)
-Dataset = Literal["msrvtt", "msvd", "lsmdc", "activitynet", "didemo", "jsonl"]
-ExtractDataset = Literal["msrvtt", "msvd", "lsmdc", "activitynet", "didemo", "howto100m", "jsonl"]
 Split = Literal["train", "val", "test"]
 Codec = Literal["jpeg", "raw"]
-IndexKind = Literal["flat", "ivfflat", "ivfpq", "hnsw"]
 Ties = Literal["reference", "optimistic", "pessimistic", "mean"]
 Reranker = Literal["dsl", "qbnorm", "sinkhorn"]
 CaptionTokenize = Literal["ptb", "simple", "none"]
@@ -40,14 +35,12 @@ TextPrecision = Literal["fp32", "bf16"]
 
 HEADS: tuple[str, ...] = get_args(Sim)
 PATCHES: tuple[str, ...] = get_args(Patch)
-AMPS: tuple[str, ...] = get_args(Amp)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SAMPLINGS: tuple[str, ...] = get_args(Sampling)
 ORDERS: tuple[str, ...] = get_args(FrameOrder)
 SELECT_ON: tuple[str, ...] = get_args(SelectOn)
 CAPTION_SELECT_ON: tuple[str, ...] = get_args(CaptionSelectOn)
-MSRVTT_TRAIN: tuple[str, ...] = get_args(MsrvttTrain)
 SPLITS: tuple[str, ...] = get_args(Split)
 CODECS: tuple[str, ...] = get_args(Codec)
 TIES: tuple[str, ...] = get_args(Ties)

@@ -23,6 +23,7 @@ from pathlib import Path
 from c4c.atomic import atomic_path, write_json, write_text
 from c4c.choices import CLIP_MEAN, CLIP_STD
 from c4c.errors import C4CError
+from c4c.model.heads import HEADS
 from c4c.outputs import Output, guard
 from c4c.run.export_format import (CLIP_FILE, CONFIG_FILE, EXTRA_FILE, FORMAT, FORMAT_VERSION, RUN_FILE,
                                    is_export, sha256_file)
@@ -58,13 +59,13 @@ def _clip_model_config(spec: ModelSpec) -> dict:
     return {**config, "quick_gelu": spec.activation == "quickgelu"}
 
 
-def export_run(run: Path, out: Path, *, which: str = "best", overwrite: bool = False) -> ExportResult:
+def export_run(run: Path, out: Path, *, which: str | None = "best", overwrite: bool = False) -> ExportResult:
     """Write ``out`` (see the module docstring) from ``which`` checkpoint of the run folder ``run``."""
     with guard([Output(Path(out), "export folder", is_export, folder=True)], [run], command="c4c export"):
         return _export(run, out, which=which, overwrite=overwrite)
 
 
-def _export(run: Path, out: Path, *, which: str, overwrite: bool) -> ExportResult:
+def _export(run: Path, out: Path, *, which: str | None, overwrite: bool) -> ExportResult:
     from safetensors.torch import save_file
 
     from c4c.run import checkpoint
@@ -111,7 +112,8 @@ def model_card(task: str, spec: ModelSpec, config: dict, results: dict | None, s
     lines = [f"# {name}", "", f"A CLIP4Clip {task} model trained with c4c (CLIP4Clip, Luo et al., arXiv 2104.08860).", "",
              "| | |", "|---|---|",
              f"| task | {task} |", f"| CLIP | {spec.clip} ({spec.activation}), patch {spec.patch} |",
-             f"| head | {spec.sim}" + (f", {spec.temporal_layers} temporal layers" if spec.sim in ("seqTransf", "tightTransf") else "") + " |",
+             f"| head | {spec.sim}" + (f", {spec.temporal_layers} temporal layers"
+                                       if HEADS[spec.sim].temporal_layers else "") + " |",
              f"| data | {config.get('dataset', 'howto100m' if task == 'pretrain' else '-')} ({config.get('ann', '-')}), "
              f"options {config.get('dataset_options') or {}} |",
              f"| selection | {(results or {}).get('protocol', config.get('selection_resolved', '-'))} |",

@@ -10,7 +10,6 @@ from typing import get_args
 
 import pytest
 
-from c4c import choices
 from c4c.datasets.records import SPLITS, VideoRecord
 from c4c.datasets.registry import (DATASETS, DatasetName, ExtractDatasetName, read_annotations, reader_options,
                                    split_records)
@@ -50,12 +49,6 @@ def test_each_format_names_a_reader_whose_keyword_options_are_the_ones_listed(na
 def test_extract_takes_every_format_and_the_other_commands_those_with_splits_to_score():
     assert get_args(ExtractDatasetName) == tuple(DATASETS)
     assert get_args(DatasetName) == tuple(name for name in DATASETS if DATASETS[name].retrieval)
-
-
-def test_the_command_lines_dataset_choices_are_the_registrys():
-    """Until the command line reads :data:`DatasetName` and :data:`ExtractDatasetName` itself."""
-    assert get_args(choices.Dataset) == get_args(DatasetName)
-    assert get_args(choices.ExtractDataset) == get_args(ExtractDatasetName)
 
 
 def test_command_line_flags_become_options_only_of_the_readers_that_take_them():

@@ -10,7 +10,6 @@ from typing import get_args
 import numpy as np
 import pytest
 
-from c4c import choices
 from c4c.errors import C4CError
 from c4c.search.index import (INDEX_FORMAT, INDEX_KINDS, INDEX_VERSION, IndexSettings, VectorIndex, auto_nlist,
                               auto_pq_m, build_index, exact_topk, read_manifest, recall_at_k, resolve_settings)
@@ -418,7 +417,6 @@ def test_only_the_kinds_faiss_has_on_the_gpu_are_moved_there(kind, built, tmp_pa
 
 def test_the_command_line_offers_the_kinds_of_the_table():
     assert get_args(IndexKindName) == tuple(INDEX_KINDS)
-    assert get_args(choices.IndexKind) == tuple(INDEX_KINDS)  # until the command line reads IndexKindName
 
 
 def test_every_setting_is_read_by_some_kind_and_every_search_parameter_is_a_setting():

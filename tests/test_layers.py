@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"__init__", "errors"},                                   # the version, the one error type
     {"jsonfile", "choices", "option_rules", "interrupt", "atomic", "lock", "outputs"},  # no model, no data
     {"video", "datasets", "metrics", "run"},                  # frames, annotations, scores, run formats
-    {"data"},                                                 # datasets and files of vectors for the model
+    {"data", "options"},    # data: datasets and files of vectors for the model; options: above the tables they offer
     {"model"},
     {"train", "search", "export", "plots", "evaluation"},  # evaluation: encode an evaluation set and score it
     {"synth", "serve", "stages"},

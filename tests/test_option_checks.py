@@ -24,8 +24,10 @@ from hypothesis import strategies as st
 from c4c.cli import data_cmds, retrieval_cmds, serve_cmd
 from c4c.mini import cli as mini_cmd
 from c4c.cli.app import app, main
-from c4c.stages import caption, encode, evaluate, extract, library
-from c4c.train import settings as training
+from c4c.options import rules_of
+from c4c.stages import caption, encode, evaluate_config, extract, library
+from c4c.stages.finetune import FinetuneConfig
+from c4c.stages.pretrain import PretrainConfig
 
 from helpers import cli_commands
 
@@ -34,8 +36,9 @@ SECONDS_PER_RUN = 30       # a refusal takes well under a second; more than this
 
 # The rule tables the commands check, by command.
 RULES = {
-    "synth": data_cmds.SYNTH_RULES, "extract": extract.RULES, "finetune": training.RULES,
-    "pretrain": training.RULES, "caption train": training.RULES, "encode": encode.RULES, "evaluate": evaluate.RULES,
+    "synth": data_cmds.SYNTH_RULES, "extract": rules_of(extract.ExtractConfig), "finetune": rules_of(FinetuneConfig),
+    "pretrain": rules_of(PretrainConfig), "caption train": rules_of(caption.CaptionTrainConfig), "encode": encode.RULES,
+    "evaluate": evaluate_config.RULES,
     "index": library.RULES, "search": retrieval_cmds.SEARCH_RULES, "serve": serve_cmd.SERVE_RULES,
     "caption generate": caption.GENERATE_RULES, "mini": mini_cmd.MINI_RULES,
 }

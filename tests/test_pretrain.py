@@ -150,7 +150,7 @@ def test_howto_synth_is_deterministic_and_checks_its_settings(howto, tmp_path):
 def test_synth_cli_makes_a_howto_corpus(tmp_path, capsys):
     from c4c.cli import main
 
-    main(["synth", str(tmp_path / "h"), "--kind", "howto", "--videos", "2", "--duration", "8", "--fps", "4",
+    main(["synth", str(tmp_path / "h"), "--kind", "howto", "--count", "2", "--duration", "8", "--fps", "4",
           "--width", "64", "--height", "48", "-q"])
     assert (tmp_path / "h" / "caption.json").is_file() and (tmp_path / "h" / "HowTo100M_v1.csv").is_file()
     with pytest.raises(SystemExit) as exit_info:

@@ -125,12 +125,12 @@ def _command(stage: str):
     import typer
     import typer.main
 
-    from c4c.cli import data_cmds, retrieval_cmds, train_cmds
+    from c4c.cli import caption_cmds, data_cmds, retrieval_cmds, train_cmds
 
     fn = {"extract": data_cmds.extract_cmd, "finetune": train_cmds.finetune_cmd, "encode": retrieval_cmds.encode_cmd,
           "evaluate": retrieval_cmds.evaluate_cmd, "pretrain": train_cmds.pretrain_cmd,
-          "caption-train": train_cmds.caption_train_cmd,
-          "caption-generate": retrieval_cmds.caption_generate_cmd}[stage]
+          "caption-train": caption_cmds.caption_train_cmd,
+          "caption-generate": caption_cmds.caption_generate_cmd}[stage]
     app = typer.Typer()
     app.command()(fn)
     return typer.main.get_command(app)

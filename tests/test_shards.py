@@ -120,7 +120,7 @@ def test_machines_extract_their_own_shards_and_the_last_writes_the_manifest(vide
     assert first.manifest is None and not (out / "manifest.json").exists()
     assert [p.name for p in first.shards] == [shards.shard_name(0, 3)]
     assert first.summary_json == out / "extract-shards-0.json"
-    with pytest.raises(C4CError, match="extract --index"):
+    with pytest.raises(C4CError, match="extract --write-manifest"):
         FrameStore(out)
     second = extract.run(_cfg(videos, out, shard_index=(1, 2)))  # the set's size is read from the folder
     assert second.manifest == out / "manifest.json"
@@ -192,7 +192,7 @@ def test_a_shard_changed_after_the_manifest_is_reported_as_stale(sharded, tmp_pa
         f.write(b"\0" * 10)
     with pytest.raises(C4CError, match="changed since the manifest was written") as info:
         FrameStore(out)
-    assert info.value.path.endswith(shards.shard_name(1, 3)) and "--index" in info.value.hint
+    assert info.value.path.endswith(shards.shard_name(1, 3)) and "--write-manifest" in info.value.hint
 
 
 def test_a_video_listed_in_two_shards_is_refused(sharded, tmp_path):
@@ -266,7 +266,7 @@ def test_the_cli_writes_shards_and_indexes_them(videos, tmp_path, capsys):
           "--fps", "2", "-q"])
     assert "c4c extract" in capsys.readouterr().out
     (out / "manifest.json").unlink()
-    main(["extract", "--index", str(out)])
+    main(["extract", "--write-manifest", str(out)])
     assert FrameStore(out).ids() == sorted(p.stem for p in videos.glob("*.mp4"))
     with pytest.raises(SystemExit) as exit_info:
         main(["extract", "--out", str(out)])

@@ -27,11 +27,12 @@ caption_app = typer.Typer(name="caption", no_args_is_help=True, add_completion=F
 
 
 def _register() -> None:
-    from c4c.cli import data_cmds, export_cmd, plot_cmd, retrieval_cmds, serve_cmd, train_cmds
+    from c4c.cli import caption_cmds, data_cmds, export_cmd, plot_cmd, retrieval_cmds, serve_cmd, train_cmds
 
     data_cmds.register(app)
-    train_cmds.register(app, caption_app)
-    retrieval_cmds.register(app, caption_app)
+    train_cmds.register(app)
+    retrieval_cmds.register(app)
+    caption_cmds.register(caption_app)
     export_cmd.register(app)
     plot_cmd.register(app)
     serve_cmd.register(app)

@@ -10,6 +10,8 @@ from c4c import choices, option_rules
 from c4c.cli import options as opt
 from c4c.cli import ui
 from c4c.errors import C4CError
+from c4c.options import check_config
+from c4c.stages.extract_config import ExtractConfig
 
 
 # The numbers `c4c synth` takes: more videos, frames or pixels than this is a typo, not a dataset.
@@ -28,7 +30,7 @@ def synth_cmd(
     kind: Annotated[choices.SynthKind, typer.Option(
         help="retrieval (short captioned clips) or howto (long videos with timed ASR-like captions in the "
              "HowTo100M files caption.json and HowTo100M_v1.csv, for `c4c pretrain`).")] = "retrieval",
-    count: Annotated[int, typer.Option("--count", "-n", "--videos", help="Number of videos to make.")] = 24,
+    count: Annotated[int, typer.Option("--count", "-n", help="Number of videos to make.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same dataset.")] = 0,
     duration: Annotated[Optional[float], typer.Option(
         help="Seconds of motion per video [default: 4]; with --kind howto the longest video [default: 60; "
@@ -79,45 +81,20 @@ def synth_cmd(
                                  ("annotations", str(result.annotations)), ("seconds", f"{result.seconds:.1f}")])
 
 
+@opt.from_config(ExtractConfig, opt.MsrvttFlag)
 def extract_cmd(
     source: Annotated[Optional[Path], typer.Argument(
         help="A folder of videos, or an annotation file or folder (with --dataset and --videos).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="The HDF5 frame store to write (FRAMES.h5), or a folder with --shards.")] = None,
-    videos: Annotated[Optional[Path], typer.Option(help="Folder of the videos named by the annotations.")] = None,
-    dataset: Annotated[Optional[choices.ExtractDataset], typer.Option(help="Annotation format (see data/README.md).")] = None,
-    fps: Annotated[float, typer.Option(help="Frames sampled per second of video time (the paper uses 1).")] = 1.0,
-    size: Annotated[int, typer.Option(help="Short side resized to this (bicubic), then centre crop size x size.")] = 224,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Videos decoded at once (ffmpeg processes).")] = 2,
-    codec: Annotated[choices.Codec, typer.Option(
-        help="Frame storage: jpeg (about 6x smaller; see bench/README.md) or raw uint8.")] = "jpeg",
-    jpeg_quality: Annotated[int, typer.Option(help="JPEG quality (1-100) with --codec jpeg.")] = 95,
-    reference_reader: Annotated[bool, typer.Option(
-        help="Frames exactly as the paper's code reads them: frame numbers k x int(source fps) (29.97 fps: 0, 29, "
-             "58, ...) and OpenCV + PIL bicubic pixels (the store records it; about 1.2-1.8x the decode time).")] = False,
-    ffmpeg_threads: Annotated[int, typer.Option(
-        help="Decoder threads per ffmpeg process; 0 = the CPUs shared out among the processes running at once "
-             "(1 each when -j is the CPU count; all of them for a single long video).")] = 0,
-    commit_every: Annotated[int, typer.Option(
-        help="Also merge finished videos into OUT after this many (0: at the end; finished videos are kept in "
-             "OUT.parts/ until then, so a killed run loses none).")] = 0,
-    batch: Annotated[int, typer.Option(
-        help="Up to this many small files (< 256 kB) decoded by one ffmpeg process; 1 = never.")] = 8,
-    shards: Annotated[int, typer.Option(
-        help="Write a shard set: OUT is a folder of this many HDF5 files plus manifest.json (for large corpora; "
-             "0 = one file). Resuming an existing set needs no --shards.")] = 0,
     shard_index: Annotated[Optional[str], typer.Option(
         help="Only extract these shards, e.g. 3, 0-7 or 0,4,8-11 (one machine's share; run the other shards "
              "elsewhere into the same folder).")] = None,
     write_manifest: Annotated[Optional[Path], typer.Option(
         help="Write the manifest.json of the shard set in this folder from its shard files, then stop (after "
              "extracting on several machines).")] = None,
-    legacy_index: Annotated[Optional[Path], typer.Option("--index", hidden=True)] = None,
-    wait: Annotated[bool, typer.Option(
-        help="When another run is writing OUT (or one of its shards), wait for it to end instead of stopping "
-             "(one writer per store; the lock is OUT.lock beside it).")] = False,
-    msrvtt_train: opt.MsrvttTrain = None,
     quiet: opt.Quiet = False,
+    **settings,
 ) -> None:
     """Decode videos with ffmpeg and store frames sampled at --fps, resized and centre-cropped, in HDF5.
 
@@ -147,13 +124,9 @@ def extract_cmd(
     """
     from c4c.atomic import DiskFull
     from c4c.stages import extract
-    from c4c.stages.pairs import dataset_options
     from c4c.video import shards as shard_sets
 
     ui.setup_logging(quiet)
-    if legacy_index is not None:
-        ui.warn("--index DIR is now --write-manifest DIR")
-        write_manifest = write_manifest or legacy_index
     if write_manifest is not None:
         if source is not None or out is not None:
             raise C4CError("--write-manifest DIR only writes the manifest of DIR: give no SOURCE or --out with it")
@@ -162,13 +135,10 @@ def extract_cmd(
         return
     if source is None or out is None:
         raise C4CError("give SOURCE and --out (or --write-manifest DIR to write a shard set's manifest)")
-    config = extract.ExtractConfig(source=source, out=out, videos_dir=videos, dataset=dataset,
-                                   dataset_options=dataset_options(dataset, msrvtt_train), fps=fps, size=size,
-                                   codec=codec, jpeg_quality=jpeg_quality, reference_reader=reference_reader, workers=workers,
-                                   ffmpeg_threads=ffmpeg_threads, commit_every=commit_every, batch=batch,
-                                   shards=shards, wait=wait,
-                                   shard_index=None if shard_index is None else shard_sets.parse_shard_index(shard_index))
-    option_rules.check_all(config, extract.RULES)  # before the progress bar
+    config = ExtractConfig(source=source, out=out, dataset_options=opt.reader_options(settings),
+                           shard_index=None if shard_index is None else shard_sets.parse_shard_index(shard_index),
+                           **settings)
+    check_config(config)  # before the progress bar
     log = logging.getLogger("c4c.extract")
     with ui.progress(quiet, "videos") as bar:
         task = None

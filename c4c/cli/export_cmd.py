@@ -7,14 +7,15 @@ import typer
 
 from c4c.cli import options as opt
 from c4c.cli import ui
+from c4c.options import Checkpointed, Replaces
 
 
+@opt.from_config(Checkpointed, Replaces)
 def export_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder of `c4c finetune`, `c4c pretrain` or `c4c caption train`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
-    checkpoint: opt.Checkpoint = "best",
-    overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
+    **settings,
 ) -> None:
     """Export a run: open_clip's config and CLIP weights (safetensors), c4c's head, the run's config
     and a model card (README.md) with the metrics, the command and the weights' sha256.
@@ -33,7 +34,7 @@ def export_cmd(
     from c4c import export
 
     ui.setup_logging(quiet)
-    result = export.export_run(run, out, which=checkpoint, overwrite=overwrite)
+    result = export.export_run(run, out, which=settings["checkpoint"], overwrite=settings["overwrite"])
     ui.print_table("c4c export", [("folder", str(result.out)), ("from", str(result.checkpoint)),
                                   ("CLIP tensors", result.clip_tensors), ("c4c tensors", result.extra_tensors),
                                   *[(f"sha256 {name}", digest[:16] + "…") for name, digest in result.sha256.items()],

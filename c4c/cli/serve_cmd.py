@@ -8,11 +8,13 @@ import typer
 from c4c import option_rules
 from c4c.cli import options as opt
 from c4c.cli import ui
+from c4c.options import Forced, OnDevice
 
 
 SERVE_RULES = {"port": option_rules.count(0, 65535)}   # 0: a free port
 
 
+@opt.from_config(OnDevice, Forced)
 def serve_cmd(
     index: Annotated[Path, typer.Argument(help="Index folder from `c4c index` (or a library folder).")],
     host: Annotated[str, typer.Option(
@@ -21,9 +23,8 @@ def serve_cmd(
     port: Annotated[int, typer.Option(help="TCP port (0: a free one, printed at start).")] = 8000,
     run: Annotated[Optional[Path], typer.Option(
         help="Run whose text tower encodes the query [default: the model the index names]; must be the same model.")] = None,
-    force: opt.Force = False,
-    device: opt.Device = "auto",
     quiet: opt.Quiet = False,
+    **settings,
 ) -> None:
     """Serve a search page and a JSON API over an index: type a query, see the moments as thumbnails,
     click one to play its video from the moment's start.
@@ -51,7 +52,7 @@ def serve_cmd(
     ui.setup_logging(quiet)
     sock = bind(host, port)  # before loading the model: a port in use fails at once
     try:
-        searcher = Searcher(index, run=run, device=device, force=force)
+        searcher = Searcher(index, run=run, **settings)
         app = create_app(searcher)
         url = url_of(sock)
         unplayable = app.state.videos.unplayable()

@@ -1,24 +1,20 @@
-"""`c4c finetune`, `c4c pretrain` and `c4c caption train`: the training commands.
+"""`c4c finetune` and `c4c pretrain`: the retrieval training commands (`c4c caption train` is in
+:mod:`c4c.cli.caption_cmds`).
 
-Their shared options come from the stage configs' fields (:func:`c4c.cli.options.with_settings`);
-each command declares only what is its own.
+Their options are the stage configs' fields (:func:`c4c.cli.options.from_config`); a command
+declares only what is no field: how the command line says a value the config holds otherwise.
 """
 
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable
 
 import typer
 
-from c4c import choices
 from c4c.cli import options as opt
 from c4c.cli import ui
-from c4c.stages.caption import CaptionTrainConfig
 from c4c.stages.finetune import FinetuneConfig
-from c4c.stages.pretrain import PretrainConfig
+from c4c.stages.pretrain import DEFAULT_CATEGORIES, PretrainConfig
 from c4c.train.start import validate_settings
-
-RUN_OUT = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write (or to continue with --resume).")]
-
 
 def fill_from_saved_run(ctx: typer.Context, config_cls: type, values: dict) -> dict:
     """With --resume, every option the user did not type takes the run's saved value (those that may
@@ -45,7 +41,17 @@ def fill_from_saved_run(ctx: typer.Context, config_cls: type, values: dict) -> d
     return filled
 
 
-def _train(stage_run: Callable, cfg, quiet: bool, title: str, rows: Callable) -> None:
+def pair_config(ctx: typer.Context, config_cls: type, settings: dict, *, task: str):
+    """The config of a command that trains on an annotated dataset: the reader flags made reader options,
+    the saved values of a resumed run filled in, every option checked (before torch is imported)."""
+    reader = opt.reader_options(settings, task=task)
+    values = fill_from_saved_run(ctx, config_cls, {**settings, "dataset_options": reader})
+    cfg = config_cls(**opt.config_fields(config_cls, values))
+    validate_settings(cfg)
+    return cfg
+
+
+def train(stage_run: Callable, cfg, quiet: bool, title: str, rows: Callable) -> None:
     with ui.progress(quiet, "clips") as bar:
         result = stage_run(cfg, on_event=ui.training_progress(bar, cfg.batch_size, quiet))
     if ui.is_main_process():
@@ -60,16 +66,8 @@ def _retrieval_rows(result) -> list:
     return rows + [("results", str(result.run_dir / "results.json"))]
 
 
-@opt.with_settings(FinetuneConfig, opt.SHARED_TRAINING + opt.PAIR_OPTIONS)
-def finetune_cmd(
-    ctx: typer.Context,
-    msrvtt_train: opt.MsrvttTrain = None,
-    activitynet_val2: opt.ActivityNetVal2 = False,
-    select_on: Annotated[choices.SelectOn, typer.Option(
-        help="Model selection split: val, test (the reference's protocol: optimistic) or last.")] = "val",
-    quiet: opt.Quiet = False,
-    **settings,
-) -> None:
+@opt.from_config(FinetuneConfig, opt.ReaderFlags)
+def finetune_cmd(ctx: typer.Context, quiet: opt.Quiet = False, **settings) -> None:
     """Fine-tune CLIP4Clip for text-video retrieval; evaluate every epoch, keep the best weights.
 
     Writes RUN/config.json, metrics.jsonl, checkpoints/, latest.json, best/ and results.json (the
@@ -87,35 +85,18 @@ def finetune_cmd(
         c4c finetune --dataset msrvtt --ann data/msrvtt/msrvtt_data --frames data/msrvtt/frames.h5 --out runs/msrvtt-seqTransf --resume
     """
     from c4c.stages import finetune
-    from c4c.stages.pairs import dataset_options
 
     ui.setup_logging(quiet)
-    values = fill_from_saved_run(ctx, FinetuneConfig, {
-        **settings, "select_on": select_on, "dataset_options": dataset_options(settings["dataset"], msrvtt_train,
-                                                                     activitynet_val2=activitynet_val2)})
-    cfg = FinetuneConfig(**opt.config_fields(FinetuneConfig, values))
-    validate_settings(cfg)  # every option checked before torch is imported
-    _train(finetune.run, cfg, quiet, "c4c finetune", _retrieval_rows)
+    cfg = pair_config(ctx, FinetuneConfig, settings, task="retrieval")
+    train(finetune.run, cfg, quiet, "c4c finetune", _retrieval_rows)
 
 
-@opt.with_settings(PretrainConfig, opt.SHARED_TRAINING + ("min_words", "min_seconds", "max_seconds", "max_gap"))
+@opt.from_config(PretrainConfig)
 def pretrain_cmd(
     ctx: typer.Context,
-    ann: Annotated[Path, typer.Option(help="HowTo100M folder: caption.json and HowTo100M_v1.csv.")],
-    frames: opt.Frames,
-    out: RUN_OUT,
     categories: Annotated[str, typer.Option(
-        help="category_1 values to keep, separated by ';' ('all' keeps every video).")] = "Food and Entertaining",
-    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps in all [default: one epoch, one clip per video].",
-                                       show_default=False)] = None,
-    min_words: Annotated[int, typer.Option(help="Join ASR fragments until the text has this many words ...",
-                                           rich_help_panel=opt.CLIPS)] = 8,
-    min_seconds: Annotated[float, typer.Option(help="... and spans this many seconds (short windows are widened).",
-                                               rich_help_panel=opt.CLIPS)] = 4.0,
-    max_seconds: Annotated[float, typer.Option(help="Never make a clip longer than this (s).",
-                                               rich_help_panel=opt.CLIPS)] = 12.0,
-    max_gap: Annotated[float, typer.Option(help="Never join fragments across a pause longer than this (s).",
-                                           rich_help_panel=opt.CLIPS)] = 2.0,
+        help="category_1 values to keep, separated by ';' ('all' keeps every video).",
+        rich_help_panel="Data")] = "; ".join(DEFAULT_CATEGORIES),
     quiet: opt.Quiet = False,
     **settings,
 ) -> None:
@@ -141,10 +122,7 @@ def pretrain_cmd(
     ui.setup_logging(quiet)
     wanted = (None if categories.strip().lower() == "all"
               else tuple(c.strip() for c in categories.split(";") if c.strip()))
-    values = fill_from_saved_run(ctx, PretrainConfig, {
-        **settings, "ann": ann, "frames": frames, "out": out, "categories": wanted, "steps": steps,
-        "min_words": min_words, "min_seconds": min_seconds, "max_seconds": max_seconds,
-        "max_gap": max_gap})
+    values = fill_from_saved_run(ctx, PretrainConfig, {**settings, "categories": wanted})
     cfg = PretrainConfig(**opt.config_fields(PretrainConfig, values))
     validate_settings(cfg)  # every option checked before torch is imported
 
@@ -156,65 +134,9 @@ def pretrain_cmd(
                 ("checkpoint", str(result.checkpoint) if result.checkpoint else "-"),
                 ("results", str(result.run_dir / "results.json")), ("next", f"c4c finetune --init {result.run_dir} ...")]
 
-    _train(pretrain.run, cfg, quiet, "c4c pretrain", rows)
+    train(pretrain.run, cfg, quiet, "c4c pretrain", rows)
 
 
-@opt.with_settings(CaptionTrainConfig, opt.SHARED_TRAINING + opt.PAIR_OPTIONS)
-def caption_train_cmd(
-    ctx: typer.Context,
-    msrvtt_train: opt.MsrvttTrain = None,
-    activitynet_val2: opt.ActivityNetVal2 = False,
-    retrieval_loss_weight: Annotated[float, typer.Option(
-        help="W in loss = caption + W x retrieval (the paper's joint loss: 1); 0 trains the caption loss alone.")] = 1.0,
-    decoder_layers: Annotated[int, typer.Option(help="Caption decoder layers (UniVL: 3).")] = 3,
-    decoder_heads: Annotated[int, typer.Option(help="Decoder attention heads (0: those of CLIP's text tower).")] = 0,
-    decoder_dropout: Annotated[float, typer.Option(help="Decoder dropout.")] = 0.1,
-    select_on: Annotated[choices.CaptionSelectOn, typer.Option(
-        help="Keep the epoch with the lowest val token loss (val) or the last.")] = "val",
-    quiet: opt.Quiet = False,
-    **settings,
-) -> None:
-    """Train a caption decoder on CLIP4Clip, jointly with the retrieval loss by default.
-
-    Teacher forcing on CLIP BPE tokens; the epoch with the lowest val token loss is kept in RUN/best.
-    Writes the run folder of `c4c finetune` (task "caption"). For several GPUs: `torchrun
-    --nproc_per_node N -m c4c.cli caption train ...`.
-
-    Examples:
-
-        c4c caption train --dataset msrvtt --ann data/msrvtt/msrvtt_data --frames data/msrvtt/frames.h5 --init runs/msrvtt-seqTransf --out runs/caption-msrvtt
-
-        c4c caption train --dataset jsonl --ann demo-out/synth/annotations.jsonl --frames demo-out/frames.h5 --clip tiny --pretrained none --sim seqTransf --batch-size 16 --lr 1e-3 --coef-lr 1 --out runs/caption-synth
-
-        c4c caption train --dataset msrvtt --ann data/msrvtt/msrvtt_data --frames data/msrvtt/frames.h5 --retrieval-loss-weight 0 --out runs/caption-only
-    """
-    from c4c.stages import caption
-    from c4c.stages.pairs import dataset_options
-
-    ui.setup_logging(quiet)
-    values = fill_from_saved_run(ctx, CaptionTrainConfig, {
-        **settings, "select_on": select_on,
-        "dataset_options": dataset_options(settings["dataset"], msrvtt_train, task="caption",
-                                           activitynet_val2=activitynet_val2),
-        "retrieval_loss_weight": retrieval_loss_weight, "decoder_layers": decoder_layers,
-        "decoder_heads": decoder_heads, "decoder_dropout": decoder_dropout})
-    cfg = CaptionTrainConfig(**opt.config_fields(CaptionTrainConfig, values))
-    validate_settings(cfg)  # every option checked before torch is imported
-
-    def rows(result) -> list:
-        rows = [("run", str(result.run_dir)), ("steps", result.steps), ("seconds", f"{result.seconds:.1f}"),
-                *ui.selection_rows(result)]
-        if result.best_metrics:
-            rows += [("val caption loss", f"{result.best_metrics['caption_loss']:.4f}"),
-                     ("val perplexity", f"{result.best_metrics['perplexity']:.2f}")]
-            if "retrieval_loss" in result.best_metrics:
-                rows.append(("val retrieval loss", f"{result.best_metrics['retrieval_loss']:.4f}"))
-        return rows + [("results", str(result.run_dir / "results.json"))]
-
-    _train(caption.run, cfg, quiet, "c4c caption train", rows)
-
-
-def register(app: typer.Typer, caption_app: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     app.command("finetune")(finetune_cmd)
     app.command("pretrain")(pretrain_cmd)
-    caption_app.command("train")(caption_train_cmd)

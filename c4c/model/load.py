@@ -144,7 +144,7 @@ def checkpoint_folder(run_dir: Path, which: str = "best") -> Path:
     return RunFolder(Path(run_dir)).checkpoint(which)
 
 
-def load_run(run_dir: Path, *, device: str = "cpu", which: str = "best") -> LoadedRun:
+def load_run(run_dir: Path, *, device: str = "cpu", which: str | None = "best") -> LoadedRun:
     """Rebuild a run's model from its config and load the weights of ``which`` checkpoint; ``run_dir``
     may also be an exported folder (:mod:`c4c.export`) or ``hf-hub:ORG/NAME``."""
     from c4c.run import export_format as export

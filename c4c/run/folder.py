@@ -148,11 +148,12 @@ class RunFolder:
 
         return checkpoint.latest(self.path)
 
-    def checkpoint(self, which: str = "best") -> Path:
-        """``best`` (falls back to the newest checkpoint when the run kept no best/), ``latest``, or a
-        checkpoint folder (absolute, or relative to the run)."""
+    def checkpoint(self, which: str | None = "best") -> Path:
+        """``best`` (falls back to the newest checkpoint when the run kept no best/; None too), ``latest``,
+        or a checkpoint folder (absolute, or relative to the run)."""
         from c4c.run import checkpoint
 
+        which = which or "best"
         if which not in ("best", "latest"):
             folder = Path(which)
             if not folder.is_absolute() and not folder.exists():

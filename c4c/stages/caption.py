@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.atomic import write_json
-from c4c import interrupt, option_rules
+from c4c import choices, interrupt
 from c4c.errors import C4CError
+from c4c.option_rules import FRACTION, count, non_negative
+from c4c.options import AnnotatedSplit, Checkpointed, Hardware, StoredFrames, check_config, option, rules_of
 from c4c.outputs import Output, guard, json_with_format
 from c4c.run.folder import guard_run
 from c4c.choices import DEFAULT_ALPHA
@@ -64,33 +66,28 @@ PROTOCOLS = {"val": "model selection on the val split by the caption token loss 
 class CaptionTrainConfig(PairSettings, ModelSettings, OptimSettings, LoopSettings, ClipSettings):
     """Options of `c4c caption train`; optimisation defaults follow `c4c finetune`."""
 
-    retrieval_loss_weight: float = 1.0    # W in loss = caption + W x retrieval (paper: joint, 1:1); 0 = off
-    decoder_layers: int = 3               # UniVL's published captioning depth
-    decoder_heads: int = 0                # 0: CLIP text heads
-    decoder_dropout: float = 0.1
-    select_on: str = "val"                # val (lowest val token loss) | last
+    retrieval_loss_weight: float = option(1.0, "W in loss = caption + W x retrieval (the paper's joint loss: 1); 0 "
+                                               "trains the caption loss alone.", rule=non_negative(1000.0))
+    decoder_layers: int = option(3, "Caption decoder layers (UniVL: 3).", rule=count(1, 64))
+    decoder_heads: int = option(0, "Decoder attention heads (0: those of CLIP's text tower).", rule=count(0, 1024))
+    decoder_dropout: float = option(0.1, "Decoder dropout.", rule=FRACTION)
+    select_on: choices.CaptionSelectOn = option("val", "Keep the epoch with the lowest val token loss (val) or the "
+                                                       "last.", panel="Training loop")
 
 
-@dataclass
-class GenerateConfig:
+@dataclass(kw_only=True)
+class GenerateConfig(StoredFrames, AnnotatedSplit, Checkpointed, Hardware):
     """Options of `c4c caption generate`."""
 
-    run: Path                             # a caption run folder
-    frames: Path                          # FRAMES.h5
-    out: Path                             # captions.json to write
-    dataset: str | None = None            # with ann: caption the videos of one split
-    ann: Path | None = None
-    split: str = "test"
+    run: Path = option(help="Run folder of `c4c caption train`.", panel="Model")
+    out: Path = option(help="captions.json to write.", flags=("--out", "-o"))
     dataset_options: dict | None = None   # reader options (MSR-VTT: the captioning split "full" by default)
-    beam: int = 5                         # 1 = greedy
-    max_len: int = 20                     # generated tokens at most (EOT included)
-    alpha: float = DEFAULT_ALPHA          # GNMT length penalty exponent (0: none, as UniVL)
-    batch_size: int = 32                  # videos per batch (x beam decoder rows)
-    checkpoint: str = "best"              # best (falls back to latest) | latest | a checkpoint folder
-    amp: str = "auto"
-    device: str = "auto"
-    workers: int = 2
-    skip_missing: bool = False
+    beam: int = option(5, "Beam size (1: greedy).", rule=count(1, 1000))
+    max_len: int = option(20, "Tokens generated at most (EOT included).",
+                          rule=count(1, 1000))  # and below the decoder's positions, known once it is loaded
+    alpha: float = option(DEFAULT_ALPHA, "Length penalty exponent: score = log p / ((5 + len) / 6)^alpha (0: none).",
+                          rule=non_negative(100.0))
+    batch_size: int = option(32, "Videos decoded together (each with --beam rows).", rule=count(1))
 
 
 @dataclass
@@ -122,7 +119,7 @@ def decoder_config(cfg: CaptionTrainConfig) -> dict:
     return asdict(decoder)
 
 
-def load_captioner(run_dir: Path, which: str = "best", device: str = "cpu"):
+def load_captioner(run_dir: Path, which: str | None = "best", device: str = "cpu"):
     """``(model in eval mode, run config, checkpoint folder)`` of a caption run."""
     from c4c.run import export_format as export
     from c4c.model.load import load_run
@@ -287,18 +284,7 @@ def meta_path(out: Path) -> Path:
 
 
 # The numbers `c4c caption generate` takes; checked before torch is imported (the CLI calls it first).
-GENERATE_RULES: dict[str, option_rules.Rule] = {
-    "beam": option_rules.count(1, 1000),
-    "max_len": option_rules.count(1, 1000),    # and below the decoder's positions, known once it is loaded
-    "alpha": option_rules.non_negative(100.0),
-    "batch_size": option_rules.count(1),
-    "workers": option_rules.WORKERS,
-}
-
-
-def check_generate(cfg: "GenerateConfig") -> None:
-    """Every number of ``cfg`` finite and in range (C4CError naming the option)."""
-    option_rules.check_all(cfg, GENERATE_RULES)
+GENERATE_RULES = rules_of(GenerateConfig)
 
 
 def _videos_to_caption(cfg: GenerateConfig, store) -> list:
@@ -345,7 +331,7 @@ def _generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = Non
     from c4c.video.store import FrameStore
 
     on_event = on_event or (lambda event: None)
-    check_generate(cfg)
+    check_config(cfg)
     device = init_distributed(cfg.device).device
     amp = cfg.amp if cfg.amp != "auto" else ("bf16" if device.startswith("cuda") else "none")
     model, config, folder = load_captioner(cfg.run, cfg.checkpoint, device)

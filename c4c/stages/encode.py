@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.atomic import DiskFull, disk_full_errno, write_json
-from c4c import interrupt, option_rules
+from c4c import choices, interrupt, option_rules
 from c4c.errors import C4CError
+from c4c.options import (AnnotatedSplit, Hardware, ModelSource, Moments, Replaces, StoredFrames, check_config, option,
+                         rules_of)
 from c4c.outputs import Output, check_outputs, guard, hdf5_with_format, json_with_format
 
 log = logging.getLogger(__name__)
@@ -44,35 +46,24 @@ SUMMARY_FORMAT = "c4c-encode-summary"  # EMB.encode.json
 ROWS_PER_WRITE = 1024   # moment rows buffered before they are written (always whole videos)
 
 
-@dataclass
-class EncodeConfig:
+@dataclass(kw_only=True)
+class EncodeConfig(StoredFrames, AnnotatedSplit, ModelSource, Moments, Hardware, Replaces):
     """Options of `c4c encode`; ``None`` means "as the run was trained" (zero-shot: CLIP's defaults)."""
 
-    frames: Path                           # FRAMES.h5 from `c4c extract`
-    out: Path                              # EMB.h5 to write
-    run: Path | None = None                # run folder of `c4c finetune` / `c4c pretrain`; or:
-    clip: str | None = None                # zero-shot: open_clip model name, "tiny", or a JSON model config
-    pretrained: str | None = None          # zero-shot weights: open_clip tag, a file, or "none" [openai]
-    activation: str = "auto"               # zero-shot: auto | quickgelu | gelu
-    clip_fp16: bool = False                # zero-shot: CLIP weights in fp16 (GPU)
-    window: float | None = None            # own videos: one row per window of this many seconds
-    stride: float | None = None            # seconds between window starts [window / 2]
-    dataset: str | None = None             # annotation format; None: every video in FRAMES, no text
-    ann: Path | None = None
-    split: str = "test"
-    dataset_options: dict = field(default_factory=dict)
-    checkpoint: str = "best"               # best | latest | a checkpoint folder
-    max_words: int | None = None
-    max_frames: int | None = None
-    sampling: str | None = None
-    fps: float | None = None
-    paragraph: bool | None = None
-    batch_size: int = 64                   # texts or clips per batch (moments: batch_size x max_frames frames)
-    device: str = "auto"
-    amp: str = "auto"                      # auto (bf16 on GPU, none on CPU) | bf16 | fp16 | none
-    workers: int = 2
-    skip_missing: bool = False
-    overwrite: bool = False
+    out: Path = option(help="Embedding file to write (EMB.h5).", flags=("--out", "-o"))
+    dataset_options: dict = field(default_factory=dict)  # reader options (from --msrvtt-train, ...)
+    clip_fp16: bool = False                # zero-shot: CLIP weights in fp16
+    max_words: int | None = option(None, "CLIP tokens per caption [default: as the run was trained].",
+                                   rule=option_rules.count(2, 77), panel="Clips")
+    max_frames: int | None = option(None, "Frames per clip [default: as the run was trained].",
+                                    rule=option_rules.count(1, 1024), panel="Clips")
+    sampling: choices.Sampling | None = option(None, "Which frames a longer video keeps [default: as the run was "
+                                                     "trained].", panel="Clips")
+    fps: float | None = option(None, "Thin stored frames to this rate [default: as the run].", rule=option_rules.FPS,
+                               panel="Clips")
+    paragraph: bool | None = None          # join a video's captions into one paragraph [the run's]
+    batch_size: int = option(64, "Texts or videos per batch (moments: batch size x max frames frames).",
+                             rule=option_rules.count(1))
 
 
 @dataclass
@@ -120,15 +111,7 @@ def _fingerprint(*parts) -> str:
 
 
 # The numbers `c4c encode` takes (None: as the run was trained); checked before anything is loaded.
-RULES: dict[str, option_rules.Rule] = {
-    "window": option_rules.SECONDS,
-    "stride": option_rules.SECONDS,
-    "max_words": option_rules.count(2, 77),
-    "max_frames": option_rules.count(1, 1024),
-    "fps": option_rules.FPS,
-    "batch_size": option_rules.count(1),
-    "workers": option_rules.WORKERS,
-}
+RULES = rules_of(EncodeConfig)  # every number `c4c encode` takes, checked before anything is read
 
 
 def _check(cfg: EncodeConfig) -> tuple[float | None, float | None]:
@@ -141,9 +124,9 @@ def _check(cfg: EncodeConfig) -> tuple[float | None, float | None]:
     if cfg.run is None and cfg.clip is None:
         raise C4CError("which model encodes? pass --run RUN_DIR (a trained run) or --clip NAME for zero-shot CLIP",
                        hint="e.g. --clip ViT-B-32 --pretrained openai")
-    if cfg.run is not None and (cfg.pretrained is not None or cfg.activation != "auto" or cfg.clip_fp16):
+    if cfg.run is not None and (cfg.pretrained is not None or cfg.activation not in (None, "auto") or cfg.clip_fp16):
         raise C4CError("--pretrained, --activation and --clip-fp16 go with --clip (zero-shot); a run brings its own")
-    option_rules.check_all(cfg, RULES)
+    check_config(cfg)
     window, stride = check_window(cfg.window, cfg.stride)
     if window is not None and (cfg.dataset is not None or cfg.ann is not None):
         raise C4CError("--window cuts your own videos into moments; an annotated split is encoded clip by clip",
@@ -171,8 +154,8 @@ def load_model(cfg: EncodeConfig, device: str):
         loaded = load_run(cfg.run, device=device, which=cfg.checkpoint)
         meta = loaded.checkpoint / "meta.json"
         return loaded.model, loaded.config, run_source(loaded), meta.read_text() if meta.is_file() else ""
-    spec = zero_shot_spec(cfg.clip, cfg.pretrained if cfg.pretrained is not None else "openai", cfg.activation,
-                          cfg.clip_fp16)
+    spec = zero_shot_spec(cfg.clip, cfg.pretrained if cfg.pretrained is not None else "openai",
+                          cfg.activation or "auto", cfg.clip_fp16)
     model, source = build_zero_shot(spec, device)
     return model, {}, source, ""
 
@@ -240,7 +223,10 @@ def _encode(cfg: EncodeConfig, out: Path, window: float | None, stride: float | 
     if window is not None and not frame_by_frame:
         why = (f"{model.sim} scores each text-video pair with a cross encoder, so moments cannot be indexed"
                if not model.loose else "the 3-D patch mixes neighbouring frames of each clip")
-        raise C4CError(f"--window: {why}", hint="encode moments with a meanP, seqLSTM or seqTransf run (2-D patch)")
+        from c4c.model.heads import loose_heads
+
+        *first, last = loose_heads()
+        raise C4CError(f"--window: {why}", hint=f"encode moments with a {', '.join(first)} or {last} run (2-D patch)")
     settings = {
         "max_words": int(_setting(cfg.max_words, rc, "max_words", 32)),
         "max_frames": int(_setting(cfg.max_frames, rc, "max_frames", 12)),

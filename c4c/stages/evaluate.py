@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,38 +24,15 @@ import numpy as np
 
 from c4c.atomic import write_json
 from c4c.choices import RERANKERS
-from c4c import option_rules
 from c4c.errors import C4CError
-from c4c.outputs import Output, guard, json_with_format
 from c4c.evaluation import LooseScores, tight_matrix
+from c4c.options import check_config
+from c4c.outputs import Output, guard, json_with_format
+from c4c.stages.evaluate_config import EvaluateConfig
 
 log = logging.getLogger(__name__)
 
 QBNORM_COSINE_BETA = 20.0  # QB-Norm's inverse temperature for cosine similarities (its README)
-
-
-# The numbers `c4c evaluate` takes (the CLI checks them before anything is read).
-RULES: dict[str, option_rules.Rule] = {
-    "chunk": option_rules.count(1, 1_000_000),
-    "pair_chunk": option_rules.count(1, 1_000_000),
-}
-
-
-@dataclass
-class EvaluateConfig:
-    """Options of `c4c evaluate` for an embedding file."""
-
-    emb: Path                               # EMB.h5 from `c4c encode`
-    out: Path | None = None                 # metrics JSON (default: metrics.json next to EMB.h5)
-    rerank: list[str] = field(default_factory=list)   # extra methods beside "none": dsl, qbnorm, sinkhorn
-    bank: Path | None = None                # EMB.h5 of training captions/videos, for qbnorm
-    rerank_params: dict = field(default_factory=dict)  # e.g. {"temperature": 1.0, "beta": 20.0}
-    run: Path | None = None                 # tightTransf: run folder (default: the one EMB.h5 names)
-    device: str = "auto"
-    chunk: int = 2048                       # rows scored at once (loose heads)
-    pair_chunk: int = 128                   # texts x videos per cross-encoder batch (tightTransf)
-    ties: str = "reference"
-    force: bool = False                     # a --bank from another model: a warning, not an error
 
 
 @dataclass
@@ -152,7 +129,7 @@ def _score(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None) -> Eval
         raise C4CError(f"unknown --rerank {unknown[0]!r}", hint=f"choose from {', '.join(RERANKERS)}")
     if "qbnorm" in methods and cfg.bank is None:
         raise C4CError("--rerank qbnorm needs --bank EMB_TRAIN.h5 (training captions encoded by the same run)")
-    option_rules.check_all(cfg, RULES)
+    check_config(cfg)
     emb = Embeddings(cfg.emb)
     groups = emb.video_index
     if not len(groups):

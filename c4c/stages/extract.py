@@ -16,7 +16,7 @@ Shard sets (``shards=S``, ``out`` a folder): video ``v`` goes to ``frames-<k>-of
 machines can extract one shard set at once by each taking other shards (``shard_index``). While a run
 works on a shard, ``frames-<k>-of-<S>.h5.running`` marks it; the run that finds every shard present
 and none running or with unmerged videos writes ``manifest.json`` (what readers open). After a crash,
-or to be sure, :func:`c4c.video.shards.index_shards` (``c4c extract --index DIR``) writes it from the
+or to be sure, :func:`c4c.video.shards.index_shards` (``c4c extract --write-manifest DIR``) writes it from the
 shard files. Decoding in parallel is :mod:`c4c.video.workers`.
 """
 
@@ -30,48 +30,21 @@ from typing import Callable
 
 from c4c import interrupt
 from c4c.atomic import DiskFull, disk_full_is_an_error, write_json, write_text
-from c4c.choices import CODECS
 from c4c.datasets.records import check_video_id
-from c4c import option_rules
 from c4c.errors import C4CError
 from c4c.outputs import Output, check_outputs
+from c4c.options import check_config
+from c4c.stages.extract_config import ExtractConfig
 from c4c.video import layout, shards, staging
 from c4c.video.ffmpeg_bin import ffmpeg_exe
 from c4c.lock import writer_lock
-# index_shards and parse_shard_index: `c4c extract --index DIR` and `--shard-index` call them through here
+# index_shards and parse_shard_index: `c4c extract --write-manifest DIR` and `--shard-index` call them through here
 from c4c.video.shards import shard_set_state
 from c4c.video.workers import Job, Outcome, run_units, work_units
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
-                    ".3gp", ".ts", ".mts", ".ogv", ".gif")
 _PREFERRED = (".mp4", ".webm")
-
-
-@dataclass
-class ExtractConfig:
-    """Options of `c4c extract` (defaults follow the paper: 1 frame per second, 224 px)."""
-
-    source: Path                      # folder of videos, or an annotation file/folder with `dataset`
-    out: Path                         # FRAMES.h5
-    videos_dir: Path | None = None    # where the videos are, when `source` is an annotation file
-    dataset: str | None = None        # msrvtt|msvd|lsmdc|activitynet|didemo|howto100m|jsonl
-    dataset_options: dict = field(default_factory=dict)
-    fps: float = 1.0                  # sampled frames per second of video time
-    size: int = 224                   # short side resized to this, then centre crop size x size
-    codec: str = "jpeg"               # raw | jpeg (see bench/README.md for the trade-off)
-    jpeg_quality: int = 95
-    reference_reader: bool = False    # the paper's frame numbers (integer fps) and pixels (OpenCV + PIL)
-    workers: int = 2                  # ffmpeg decoding processes running at once
-    ffmpeg_threads: int = 0           # decoder threads per ffmpeg process; 0: CPUs // busy processes
-    commit_every: int = 0             # also merge into the store after this many videos; 0: at the end
-    batch: int = 8                    # small files decoded together by one ffmpeg process (1: never)
-    batch_max_bytes: int = 256_000    # files at least this large get a process of their own
-    extensions: tuple[str, ...] = VIDEO_EXTENSIONS
-    shards: int = 0                   # write a shard set of this many files into the folder `out`; 0: one file
-    shard_index: tuple[int, ...] | None = None  # extract only these shards (one share of several machines)
-    wait: bool = False                # another run writing the store (or a shard): wait for it, not stop
 
 
 @dataclass
@@ -212,22 +185,8 @@ def jobs_from_annotations(config: ExtractConfig) -> tuple[list[Job], list[Failur
 
 
 # The numbers `c4c extract` takes (checked by the CLI too, before anything is read or written).
-RULES: dict[str, option_rules.Rule] = {
-    "fps": option_rules.FPS,
-    "size": option_rules.count(8, 4096),
-    "workers": option_rules.count(1, 256),
-    "jpeg_quality": option_rules.count(1, 100),
-    "ffmpeg_threads": option_rules.count(0, 256),
-    "commit_every": option_rules.count(0),
-    "batch": option_rules.count(1, 10_000),
-    "shards": option_rules.count(0, 1_000_000),
-}
-
-
 def _validate(config: ExtractConfig) -> layout.StoreSettings:
-    if config.codec not in CODECS:
-        raise C4CError(f"unknown --codec {config.codec!r}; choose raw or jpeg")
-    option_rules.check_all(config, RULES)
+    check_config(config)
     if not config.source.exists():
         raise C4CError("source not found", path=config.source)
     reader = "reference" if config.reference_reader else "c4c"
@@ -327,7 +286,7 @@ def run(config: ExtractConfig, on_start: Callable[[int, int], None] | None = Non
         _, reasons = shard_set_state(out)
         if reasons:
             log.info("%s: manifest not written yet: %s; it is written by the last run to finish, or by "
-                     "`c4c extract --index %s`", out, "; ".join(reasons[:3]), out)
+                     "`c4c extract --write-manifest %s`", out, "; ".join(reasons[:3]), out)
         else:
             result.manifest = shards.write_manifest(out)
     result.seconds = time.perf_counter() - t0

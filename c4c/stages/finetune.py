@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings, PairSettings
+from c4c import choices
+from c4c.options import option
 from c4c.run.folder import guard_run
+from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings, PairSettings
 from c4c.train.start import TrainResult
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,8 @@ PROTOCOLS = {"val": "model selection on the val split",
 class FinetuneConfig(PairSettings, ModelSettings, OptimSettings, LoopSettings, ClipSettings):
     """Options of `c4c finetune`; defaults are the paper's MSR-VTT settings."""
 
-    select_on: str = "val"                # val | test (the reference's protocol) | last
+    select_on: choices.SelectOn = option("val", "Model selection split: val, test (the reference's protocol: "
+                                                "optimistic) or last.", panel="Training loop")
 
 
 def run(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = None) -> TrainResult:

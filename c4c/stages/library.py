@@ -42,6 +42,8 @@ from typing import Callable, Iterator
 from c4c.atomic import write_json
 from c4c import interrupt, option_rules
 from c4c.errors import C4CError
+from c4c.options import Hardware, ModelSource, Moments, option, rules_of
+from c4c.search.settings import IndexKindName
 from c4c.outputs import Output, check_outputs, guard
 
 log = logging.getLogger(__name__)
@@ -58,40 +60,26 @@ DEFAULTS = {"checkpoint": "best", "pretrained": "openai", "activation": "auto", 
             "kind": "flat"}
 
 
-@dataclass
-class LibraryConfig:
+@dataclass(kw_only=True)
+class LibraryConfig(ModelSource, Moments, Hardware):
     """Options of `c4c index VIDEOS_DIR`; ``None``: the library's own setting (a new library: the default)."""
 
     videos: Path                          # the folder of videos (searched recursively)
-    out: Path                             # the library folder
-    run: Path | None = None               # the model: a trained run, or
-    checkpoint: str | None = None
-    clip: str | None = None               # zero-shot CLIP (open_clip name, tiny, JSON config)
-    pretrained: str | None = None
-    activation: str | None = None
-    window: float | None = None           # moments: window and stride in seconds (None: whole videos)
-    stride: float | None = None
-    fps: float | None = None              # extraction: frames per second [1]
-    size: int | None = None               # extraction: frame size [224]
-    max_frames: int | None = None         # frames per clip or window [the run's; zero-shot 12]
-    kind: str | None = None               # index kind [flat]; may change between updates
-    params: dict | None = None            # index parameters (IndexSettings fields)
-    batch_size: int = 64
-    device: str = "auto"
-    amp: str = "auto"
-    workers: int = 2
+    out: Path = option(help="Index folder to write (for a folder of videos: the library folder, updated in place).",
+                       flags=("--out", "-o"))
+    fps: float | None = option(None, "Folder of videos: frames stored per second [default: 1].", rule=option_rules.FPS)
+    size: int | None = option(None, "Folder of videos: stored frame size in pixels [default: the model's image size].",
+                              rule=option_rules.count(8, 4096))
+    max_frames: int | None = option(None, "Folder of videos: frames per video or window [default: the run's; "
+                                          "zero-shot 12].", rule=option_rules.count(1, 1024))
+    kind: IndexKindName | None = option(None, "flat (exact inner product), or an approximate kind for large collections "
+                                          "(see data/README.md) [default: flat; a library: as before].")
+    params: dict | None = None            # index parameters (IndexSettings fields; from --param)
+    batch_size: int = option(64, "Folder of videos: clips per batch when encoding.", rule=option_rules.count(1))
 
 
 # The numbers `c4c index VIDEOS_DIR` takes (None: the library's own); checked before anything is read.
-RULES: dict[str, option_rules.Rule] = {
-    "window": option_rules.SECONDS,
-    "stride": option_rules.SECONDS,
-    "fps": option_rules.FPS,
-    "size": option_rules.count(8, 4096),
-    "max_frames": option_rules.count(1, 1024),
-    "batch_size": option_rules.count(1),
-    "workers": option_rules.WORKERS,
-}
+RULES = rules_of(LibraryConfig)
 
 
 @dataclass
@@ -251,7 +239,8 @@ def _locked(out: Path, videos: Path) -> Iterator[None]:
 
 def _scan(videos: Path) -> tuple[dict[str, dict], list[tuple[str, str]]]:
     """``({video_id: {"file", "size", "mtime_ns"}}, [(file, reason) of files that cannot be videos here])``."""
-    from c4c.stages.extract import VIDEO_EXTENSIONS, jobs_from_folder
+    from c4c.stages.extract import jobs_from_folder
+    from c4c.stages.extract_config import VIDEO_EXTENSIONS
 
     listed = jobs_from_folder(videos, VIDEO_EXTENSIONS)  # (jobs, failures[, files that are not videos])
     jobs, failures = listed[0], listed[1]

@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.errors import C4CError
+from c4c.option_rules import SECONDS, count, non_negative, positive
+from c4c.options import StoredFrames, option
 from c4c.run.folder import guard_run
-from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings
+from c4c.train.settings import ClipSettings, LoopSettings, ModelSettings, OptimSettings, RunOut
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +44,22 @@ DEFAULT_CATEGORIES = ("Food and Entertaining",)
 
 
 @dataclass(kw_only=True)
-class PretrainConfig(ModelSettings, OptimSettings, LoopSettings, ClipSettings):
+class PretrainConfig(StoredFrames, RunOut, ModelSettings, OptimSettings, LoopSettings, ClipSettings):
     """Options of `c4c pretrain`. Model and optimiser defaults are fine-tuning's (the paper gives none)."""
 
-    ann: Path                             # HowTo100M folder: caption.json + HowTo100M_v1.csv
-    frames: Path                          # FRAMES.h5, or a shard set (folder or manifest.json) from `c4c extract`
-    out: Path                             # run folder
-    categories: tuple[str, ...] | None = DEFAULT_CATEGORIES  # category_1 values kept (None: every video)
-    steps: int | None = None              # optimiser steps in all (None: one epoch, one clip per video)
-    min_words: int = 8                    # clip sampling: see c4c.data.howto.MergeRule
-    min_seconds: float = 4.0
-    max_seconds: float = 12.0
-    max_gap: float = 2.0
-    save_every: int = 1000                # checkpoint every N steps (and at each epoch end)
+    ann: Path = option(help="HowTo100M folder: caption.json and HowTo100M_v1.csv.", panel="Data")
+    categories: tuple[str, ...] | None = DEFAULT_CATEGORIES  # category_1 values kept (None: every video; --categories)
+    steps: int | None = option(None, "Optimiser steps in all [default: one epoch, one clip per video].",
+                               rule=count(1), show_default=False)
+    min_words: int = option(8, "Join ASR fragments until the text has this many words ...", rule=count(1, 10_000),
+                            panel="Clips")  # clip sampling: see c4c.data.howto.MergeRule
+    min_seconds: float = option(4.0, "... and spans this many seconds (short windows are widened).",
+                                rule=positive(SECONDS.high), panel="Clips")
+    max_seconds: float = option(12.0, "Never make a clip longer than this (s).", rule=positive(SECONDS.high),
+                                panel="Clips")
+    max_gap: float = option(2.0, "Never join fragments across a pause longer than this (s).",
+                            rule=non_negative(SECONDS.high), panel="Clips")
+    save_every: int = option(1000, "Checkpoint every N optimiser steps (and at each epoch end).", rule=count(0))
 
 
 @dataclass

@@ -7,25 +7,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from c4c import choices
 from c4c.atomic import write_json
 from c4c.errors import C4CError
+from c4c.options import AnnotatedSplit, option
 from c4c.outputs import Output, guard, json_with_format
+from c4c.stages.evaluate_config import MetricsOut
 
 FORMAT = "c4c-caption-metrics"
 FORMAT_VERSION = 1
 
 
-@dataclass
-class ScoreConfig:
+@dataclass(kw_only=True)
+class ScoreConfig(MetricsOut, AnnotatedSplit):
+    """Options of `c4c evaluate` for captions.json (the annotations hold the reference captions)."""
+
+    PANEL: ClassVar[str] = "Captions"
     captions: Path                        # captions.json from `c4c caption generate`
-    dataset: str | None                   # annotation format of the references
-    ann: Path | None                      # annotation file or folder with the references
-    split: str = "test"
     dataset_options: dict | None = None   # MSR-VTT: the captioning split ("full") unless told otherwise
-    tokenize: str = "ptb"                 # ptb | simple | none
-    allow_missing: bool = False           # score only the videos that have a caption
-    out: Path | None = None               # default: CAPTIONS.metrics.json
+    tokenize: choices.CaptionTokenize = option("ptb", "Captions: ptb (Stanford PTB, Java), simple (pure Python) or "
+                                                      "none (white space, as UniVL).")
+    allow_missing: bool = option(False, "Captions: score only the videos that have a caption.")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.errors import C4CError
+from c4c.options import Replaces
 from c4c.outputs import Output, guard
 from c4c.search.index_dir import holds_only_an_index, index_meta, settings_of
 from c4c.search.moments import Moment
@@ -30,13 +31,14 @@ log = logging.getLogger(__name__)
 __all__ = ["IndexConfig", "IndexResult", "Searcher", "build"]
 
 
-@dataclass
-class IndexConfig:
+@dataclass(kw_only=True)
+class IndexConfig(Replaces):
+    """Options of `c4c index EMB.h5` (the command line's are those of a library, :mod:`c4c.stages.library`)."""
+
     emb: Path                            # EMB.h5 from `c4c encode`
     out: Path                            # index folder to write
-    kind: str = "flat"                   # flat (exact) | approximate kinds of c4c.search.index.KINDS
+    kind: str = "flat"                   # flat (exact) | approximate kinds of c4c.search.settings.INDEX_KINDS
     params: dict = field(default_factory=dict)  # IndexSettings fields (nlist, nprobe, ef_search, ...)
-    overwrite: bool = False
 
 
 @dataclass

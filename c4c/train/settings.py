@@ -1,93 +1,126 @@
 """The settings every training stage shares, declared once.
 
 `c4c finetune`, `c4c pretrain` and `c4c caption train` compose their configs from these groups
-(keyword-only dataclasses, so a stage config is still built flat: ``FinetuneConfig(lr=1e-3, ...)``);
-the command line builds its options from the same fields, so a default is written in one place.
+(keyword-only dataclasses, so a stage config is still built flat: ``FinetuneConfig(lr=1e-3, ...)``).
+Each field is an option (:func:`c4c.options.option`): its type, default, help and numeric rule are
+written here and nowhere else; the command line and :func:`check_training_options` read them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from c4c import choices
 from c4c import option_rules as rules
-from c4c.option_rules import FRACTION, SEED, WORKERS, Rule, count, non_negative, positive
+from c4c.datasets.registry import DatasetName
+from c4c.option_rules import FRACTION, SEED, count, non_negative
+from c4c.options import Hardware, StoredFrames, check_config, option
+
+_FOLLOWS = "[default: the --init run's, else {}]"
 
 
 @dataclass(kw_only=True)
 class ModelSettings:
-    """What model to build. Unset values follow the ``init`` run, else the defaults below."""
+    """What model to build. Unset values follow the ``init`` run, else the defaults in the help."""
 
-    sim: str | None = None                # meanP | seqLSTM | seqTransf | tightTransf (default meanP)
-    clip: str | None = None               # open_clip model name, "tiny", or a JSON config (default ViT-B-32)
-    pretrained: str = "openai"            # open_clip tag, weights file, or "none" (ignored with init)
-    activation: str = "auto"              # auto | quickgelu | gelu: CLIP's activation for the weights
-    clip_fp16: bool = False               # store CLIP weights in fp16 like the reference (GPU; slow on CPU)
-    init: Path | None = None              # start from a c4c run (its best/ or newest checkpoint)
-    patch: str | None = None              # 2d | 3d linear patch embedding (default 2d)
-    temporal_layers: int | None = None    # seqTransf / tightTransf depth (default 4)
-    freeze_layers: int = 0                # reference freeze_layer_num (-1: train everything)
+    PANEL: ClassVar[str] = "Model"
+    sim: choices.Sim | None = option(None, "Similarity head " + _FOLLOWS.format("meanP") + ".")
+    clip: str | None = option(None, "open_clip model name, 'tiny', or a JSON model config "
+                                    + _FOLLOWS.format("ViT-B-32") + ".")
+    pretrained: str = option("openai", "open_clip pretrained tag, a local weights file, or 'none' (ignored with "
+                                       "--init).")
+    activation: choices.Activation = option("auto", "CLIP's activation: auto (QuickGELU for OpenAI weights), "
+                                                    "quickgelu or gelu.")
+    clip_fp16: bool = option(False, "Store CLIP weights in fp16 as the reference does (GPU; slow on CPU).")
+    init: Path | None = option(None, "Start from another c4c run (its best/ or newest checkpoint); unset --clip/--sim/"
+                                     "--patch/--temporal-layers follow that run.")
+    patch: choices.Patch | None = option(None, "Linear patch: 2d, or 3d (Conv3d over 3 frames, initialised from 2d) "
+                                               + _FOLLOWS.format("2d") + ".")
+    temporal_layers: int | None = option(None, "Layers of the seqTransf / tightTransf transformer "
+                                               + _FOLLOWS.format("4") + ".", rule=count(1, 64))
+    freeze_layers: int = option(0, "Freeze CLIP's embeddings and blocks below N (-1: train all).",
+                                rule=count(-1, 1000))
 
 
 @dataclass(kw_only=True)
 class OptimSettings:
     """The optimiser and its schedule (the paper's fine-tuning values)."""
 
-    lr: float = 1e-4                      # new parameters
-    coef_lr: float = 1e-3                 # CLIP parameters get lr * coef_lr
-    weight_decay: float = 0.2
-    warmup: float = 0.1                   # warm-up fraction of all steps
-    schedule: str = "cosine"              # cosine | reference-cosine | reference-linear | constant
-    optimizer: str = "adamw"              # adamw | bertadam (the reference's Adam without bias correction)
-    grad_clip: float = 1.0                # global gradient-norm clipping (0: off)
+    PANEL: ClassVar[str] = "Optimiser"
+    lr: float = option(1e-4, "Learning rate of new parameters.", rule=non_negative(10.0))
+    coef_lr: float = option(1e-3, "CLIP parameters learn at lr x coef-lr.", rule=non_negative(1000.0))
+    weight_decay: float = option(0.2, "Decoupled weight decay (not on biases and norms).", rule=non_negative(100.0))
+    warmup: float = option(0.1, "Warm-up as a fraction of all steps.", rule=FRACTION)
+    schedule: choices.Schedule = option("cosine", "Learning-rate schedule (the reference-* ones reproduce the paper's "
+                                                  "code).")
+    optimizer: choices.Optimizer = option("adamw", "adamw, or bertadam (the reference's Adam without bias correction, "
+                                                   "per-tensor clip 1.0).")
+    grad_clip: float = option(1.0, "Clip the global gradient norm to this (0: off).", rule=non_negative())
 
 
 @dataclass(kw_only=True)
-class LoopSettings:
+class LoopSettings(Hardware):
     """How the loop runs: batch, precision, processes, checkpoints."""
 
-    batch_size: int = 128                 # global contrastive batch (all processes together)
-    grad_accum: int = 1                   # micro-batches per step; the contrastive batch stays batch_size
-    amp: str = "auto"                     # auto (bf16 on GPU, none on CPU) | bf16 | fp16 | none
-    seed: int = 42
-    workers: int = 2                      # data-loader processes
-    device: str = "auto"                  # auto | cpu | cuda | cuda:N
-    frame_decoder: str = "auto"           # auto | cpu | cuda: where JPEG frames are decoded (cuda: nvJPEG batches)
-    skip_missing: bool = False            # drop annotated videos missing from the frame store
-    resume: bool = False                  # continue the run in ``out``
-    save_every: int = 0                   # also checkpoint every N optimiser steps (0: epoch ends only)
-    keep_checkpoints: int = 2             # step checkpoints kept (the newest)
-    log_every: int = 10                   # optimiser steps between metrics.jsonl lines
-    max_steps: int | None = None          # stop after N optimiser steps (smoke runs); resumable
-    report_to: str = "none"               # none | tensorboard | wandb: also send the metrics there
+    PANEL: ClassVar[str] = "Training loop"
+    batch_size: int = option(128, "Global batch, all processes together (the contrastive batch).", rule=count(1))
+    grad_accum: int = option(1, "Micro-batches per optimiser step (less memory); the loose heads' contrastive batch "
+                                "stays --batch-size.", rule=count(1))
+    seed: int = option(42, "Seed of every random choice (same seed, same run).", rule=SEED)
+    frame_decoder: choices.FrameDecoder = option(
+        "auto", "Where the JPEG frames of a training batch are decoded: cpu (in the loader's workers), cuda (one "
+                "nvJPEG batch on the GPU, through torchvision) or auto (cuda when the model is on CUDA and "
+                "torchvision's decoder is there).")
+    resume: bool = option(False, "Continue the run in --out where it stopped, with its saved settings.")
+    save_every: int = option(0, "Also checkpoint every N optimiser steps (0: epoch ends only).", rule=count(0))
+    keep_checkpoints: int = option(2, "Step checkpoints kept (the newest).", rule=count(1, 100_000))
+    log_every: int = option(10, "Optimiser steps between metrics.jsonl lines.", rule=count(1))
+    max_steps: int | None = option(None, "Stop after N optimiser steps (smoke runs; 0 saves the starting weights); "
+                                         "--resume continues.", rule=count(0))
+    report_to: choices.ReportTo = option("none", "Also send loss, lr, clips/s, each epoch's metrics and the config to "
+                                                 "TensorBoard (RUN/tensorboard/) or wandb.")
 
 
 @dataclass(kw_only=True)
 class ClipSettings:
     """How a caption and a video become model input."""
 
-    max_words: int = 32                   # CLIP tokens per caption, SOT and EOT included
-    max_frames: int = 12                  # frames per clip (the paper: 12; 64 for ActivityNet/DiDeMo)
-    sampling: str = "uniform"             # head | tail | uniform: which frames of a longer video
+    PANEL: ClassVar[str] = "Clips"
+    max_words: int = option(32, "CLIP tokens per caption, SOT and EOT included.",
+                            rule=count(2, 77))  # SOT and EOT at least; CLIP's text context is 77
+    max_frames: int = option(12, "Frames per clip (the paper: 12; 64 for ActivityNet, DiDeMo).", rule=count(1, 1024))
+    sampling: choices.Sampling = option("uniform", "Which frames a longer video keeps: head, tail or uniform.")
 
 
 @dataclass(kw_only=True)
-class PairSettings:
+class RunOut:
+    """The run folder a training command writes."""
+
+    PANEL: ClassVar[str] = "Data"
+    out: Path = option(help="Run folder to write (or to continue with --resume).", flags=("--out", "-o"))
+
+
+@dataclass(kw_only=True)
+class PairSettings(StoredFrames, RunOut):
     """Training on (video, caption) pairs of an annotated dataset (finetune, caption train)."""
 
-    dataset: str                          # msrvtt | msvd | lsmdc | activitynet | didemo | jsonl
-    ann: Path                             # annotation file or folder
-    frames: Path                          # FRAMES.h5 (or a shard set) from `c4c extract`
-    out: Path                             # run folder
-    epochs: int = 5
-    fps: float | None = None              # thin stored frames to this rate (None: as stored)
-    train_order: str = "keep"             # keep | reverse | shuffle
-    expand_sentences: bool = True         # one item per caption (else one random caption per video)
-    paragraph: bool | None = None         # join captions into one paragraph (default: ActivityNet, DiDeMo)
-    dataset_options: dict | None = None   # reader options, e.g. {"msrvtt_train": "9k"}
-    val_from_train: str | None = None     # hold out this part of the training videos as val ("5%" or "N")
-    allow_overlap: bool = False           # train even when a training video is also a test video
-    eval_batch_size: int = 64
+    PANEL: ClassVar[str] = "Data"
+    dataset: DatasetName = option(help="Annotation format (see data/README.md).")
+    ann: Path = option(help="Annotation file or folder (see data/README.md).")
+    epochs: int = option(5, "Passes over the training items.", rule=count(1, 100_000), panel="Training loop")
+    fps: float | None = option(None, "Thin the stored frames to this rate [default: as stored].", rule=rules.FPS,
+                               panel="Clips")
+    train_order: choices.FrameOrder = option("keep", "Frame order in training: keep, reverse or shuffle (ablations).",
+                                             panel="Clips")
+    expand_sentences: bool = option(True, "One training item per caption (else one random caption per video).")
+    paragraph: bool | None = None         # join captions into one paragraph (default: the dataset's own)
+    dataset_options: dict | None = None   # reader options, e.g. {"msrvtt_train": "9k"} (from --msrvtt-train, ...)
+    val_from_train: str | None = option(None, "Hold out this part of the training videos as the val split for "
+                                              "selection, e.g. 5% or 500 (deterministic).")
+    allow_overlap: bool = option(False, "Train even when videos of the training split are also in the test split.")
+    eval_batch_size: int = option(64, "Clips per batch when evaluating.", rule=count(1), panel="Training loop")
 
 
 # Options that may differ when a run is resumed: they change how it runs, not what it computes.
@@ -100,46 +133,10 @@ MAY_CHANGE_ON_RESUME = frozenset({"resume", "workers", "device", "frame_decoder"
 NOT_TAKEN_ON_RESUME = frozenset({"resume", "max_steps", "out"})
 
 
-# The numbers every training option takes (finite, in range), checked before anything is imported or
-# written (:func:`check_training_options`); pretrain's and caption train's own numbers included.
-RULES: dict[str, Rule] = {
-    "temporal_layers": count(1, 64),
-    "freeze_layers": count(-1, 1000),
-    "lr": non_negative(10.0),
-    "coef_lr": non_negative(1000.0),
-    "weight_decay": non_negative(100.0),
-    "warmup": FRACTION,
-    "grad_clip": non_negative(),
-    "epochs": count(1, 100_000),
-    "batch_size": count(1),
-    "grad_accum": count(1),
-    "seed": SEED,
-    "workers": WORKERS,
-    "save_every": count(0),
-    "keep_checkpoints": count(1, 100_000),
-    "log_every": count(1),
-    "max_steps": count(0),
-    "max_words": count(2, 77),            # SOT and EOT at least; CLIP's text context is 77
-    "max_frames": count(1, 1024),
-    "fps": rules.FPS,
-    "eval_batch_size": count(1),
-    # pretrain
-    "steps": count(1),
-    "min_words": count(1, 10_000),
-    "min_seconds": positive(rules.SECONDS.high),
-    "max_seconds": positive(rules.SECONDS.high),
-    "max_gap": non_negative(rules.SECONDS.high),
-    # caption train
-    "retrieval_loss_weight": non_negative(1000.0),
-    "decoder_layers": count(1, 64),
-    "decoder_heads": count(0, 1024),
-    "decoder_dropout": FRACTION,
-}
-
-
 def check_training_options(cfg) -> None:
-    """Every number of a training config finite, in range and consistent with the others (light: no torch)."""
-    rules.check_all(cfg, RULES)
+    """Every option of a training config one of its choices, finite, in range and consistent with the
+    others (light: no torch)."""
+    check_config(cfg)
     batch, accum = getattr(cfg, "batch_size", None), getattr(cfg, "grad_accum", None)
     if batch is not None and accum is not None:
         rules.need(batch % accum == 0, f"--grad-accum {accum} does not divide --batch-size {batch}",
@@ -147,8 +144,3 @@ def check_training_options(cfg) -> None:
     low, high = getattr(cfg, "min_seconds", None), getattr(cfg, "max_seconds", None)
     if low is not None and high is not None:
         rules.need(low <= high, f"--min-seconds {low} is above --max-seconds {high}")
-
-
-def field_names(*groups: type) -> list[str]:
-    """The field names of dataclass types, in declaration order."""
-    return [f.name for group in groups for f in fields(group)]

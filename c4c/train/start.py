@@ -16,7 +16,6 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from c4c import choices
 from c4c.errors import C4CError
 from c4c.run.folder import FORMAT, FORMAT_VERSION, ModelSpec, RunFolder
 from c4c.train.settings import MAY_CHANGE_ON_RESUME, check_training_options
@@ -35,20 +34,9 @@ class RunStart:
     resumed_from: Path | None              # the checkpoint a resumed run continues
 
 
-def _check_choice(value: Any, allowed: tuple[str, ...], option: str) -> None:
-    if value is not None and value not in allowed:
-        raise C4CError(f"unknown --{option} {value!r}", hint=f"choose one of: {', '.join(allowed)}")
-
-
 def validate_settings(cfg) -> None:
-    """Every training option in range (library callers get the checks the command line types give)."""
-    names = {f.name for f in fields(cfg)}
-    for name, allowed in (("sim", choices.HEADS), ("patch", choices.PATCHES), ("amp", choices.AMPS),
-                          ("schedule", choices.SCHEDULES), ("optimizer", choices.OPTIMIZERS),
-                          ("sampling", choices.SAMPLINGS), ("train_order", choices.ORDERS),
-                          ("activation", choices.ACTIVATIONS), ("report_to", choices.REPORTERS)):
-        if name in names:
-            _check_choice(getattr(cfg, name), allowed, name.replace("_", "-"))
+    """Every training option one of its choices and in range (:func:`check_training_options`), and the
+    --init run there (library callers get the checks the command line's types give)."""
     check_training_options(cfg)
     if cfg.init is not None and not str(cfg.init).startswith("hf-hub:") and not Path(cfg.init).is_dir():
         raise C4CError("--init run folder not found", path=cfg.init)

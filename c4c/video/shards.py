@@ -157,7 +157,7 @@ def read_manifest(path: str | Path) -> ShardSet:
     """
     path = Path(path)
     manifest = path / MANIFEST if path.is_dir() else path
-    rebuild = f"rebuild the manifest with `c4c extract --index {manifest.parent}`"
+    rebuild = f"rebuild the manifest with `c4c extract --write-manifest {manifest.parent}`"
     if not manifest.is_file():
         hint = "create it with `c4c extract ... --shards S`"
         if path.is_dir() and find_shards(path)[0]:
@@ -298,7 +298,7 @@ def shard_set_state(folder: Path) -> tuple[int, list[str]]:
 
 
 def index_shards(folder: Path) -> Path:
-    """Write ``manifest.json`` of the shard set in ``folder`` from its shard files (``c4c extract --index``)."""
+    """Write ``manifest.json`` of the shard set in ``folder`` from its shard files (``c4c extract --write-manifest``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise C4CError("not a folder", path=folder, hint="give the folder of a shard set (frames-*-of-*.h5)")

@@ -112,7 +112,7 @@ class FrameStore:
                     f.close()
                     raise C4CError(f"shard made with {have.describe()}, but its manifest says "
                                    f"{self.settings.describe()}", path=path,
-                                   hint="rebuild the manifest with `c4c extract --index "
+                                   hint="rebuild the manifest with `c4c extract --write-manifest "
                                         f"{self.shards.manifest.parent}`")
                 self._checked.add(k)
         self._files[k] = f
@@ -188,7 +188,7 @@ class FrameStore:
             if self.shards is None:
                 raise C4CError(f"video {video_id!r} is not in the frame store", path=self.path) from None
             raise C4CError(f"the manifest puts video {video_id!r} in this shard, but it is not there",
-                           path=where, hint=f"rebuild the manifest with `c4c extract --index "
+                           path=where, hint=f"rebuild the manifest with `c4c extract --write-manifest "
                                             f"{self.shards.manifest.parent}`") from None
         except C4CError:
             raise
