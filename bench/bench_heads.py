@@ -63,7 +63,8 @@ def evaluate_test(run_dir: Path, cfg: FinetuneConfig, twins: dict[str, str]) -> 
     import torch
 
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, EvalSet
+    from c4c.data.frames import ClipSpec
+    from c4c.data.video_text import EvalSet
     from c4c.datasets.registry import read_annotations, split_records
     from c4c.metrics.retrieval import metrics_from_ranks, positive_ranks
     from c4c.evaluation import encode_eval_set, similarity_matrix

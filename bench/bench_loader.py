@@ -53,7 +53,8 @@ def loader_rate(workers: int, decoder: str, batch: int, epochs: int, device: str
     import torch
 
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, TrainPairs, collate
+    from c4c.data.frames import ClipSpec
+    from c4c.data.video_text import TrainPairs, collate
     from c4c.datasets.records import VideoRecord
     from c4c.video import jpeg
     from c4c.video.store import FrameStore

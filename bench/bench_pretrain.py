@@ -74,7 +74,8 @@ def howto_data(videos: int, duration: float, codec: str = "jpeg") -> tuple[Path,
 def test_metrics(run_dir: Path, ann: Path, frames: Path, checkpoint_name: str = "best") -> dict:
     """t2v/v2t metrics on the test split of the weights in ``run_dir``."""
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, EvalSet
+    from c4c.data.frames import ClipSpec
+    from c4c.data.video_text import EvalSet
     from c4c.datasets.registry import read_annotations, split_records
     from c4c.evaluation import evaluate_retrieval
     from c4c.model.load import load_run

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from c4c.data.frames import select_frames
+from c4c.data.frames import ClipSpec, select_frames
 from c4c.data.sampler import EpochSampler
 from c4c.data.text import CaptionTokenizer
-from c4c.data.video_text import ClipSpec, EvalSet, TrainPairs, check_videos, collate
+from c4c.data.video_text import EvalSet, TrainPairs, check_videos, collate
 from c4c.datasets.records import VideoRecord
 from c4c.errors import C4CError
 from c4c.video import layout, staging, store

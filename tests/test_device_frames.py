@@ -17,7 +17,8 @@ import torch
 from c4c import synth
 from c4c.data import device_frames
 from c4c.data.text import CaptionTokenizer
-from c4c.data.video_text import ClipSpec, TrainPairs, collate
+from c4c.data.frames import ClipSpec
+from c4c.data.video_text import TrainPairs, collate
 from c4c.datasets.jsonl import read_jsonl
 from c4c.errors import C4CError
 from c4c.stages import extract

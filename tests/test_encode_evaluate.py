@@ -48,7 +48,8 @@ def _encode(data, sim: str, out: Path, **kw) -> encode.EncodeResult:
 def _reference_metrics(data, sim: str) -> dict:
     """What `c4c finetune` reports for the same run on the same split (its own evaluation path)."""
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, EvalSet
+    from c4c.data.frames import ClipSpec
+    from c4c.data.video_text import EvalSet
     from c4c.datasets.registry import read_annotations, split_records
     from c4c.evaluation import evaluate_retrieval
     from c4c.model.load import load_run

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from c4c import synth
+from c4c.data.frames import ClipSpec
 from c4c.data.howto import CaptionCorpus, HowToClips, MergeRule, merge_window, window_frames
 from c4c.data.text import CaptionTokenizer
 from c4c.datasets.howto100m import read_howto100m
@@ -204,11 +205,31 @@ def test_bad_merge_rules_are_user_errors():
 
 def test_window_frames_are_those_inside_the_window_cut_to_max_frames():
     t = np.arange(20, dtype=np.float32)
-    assert window_frames(t, 4.0, 9.0, max_frames=12).tolist() == [4, 5, 6, 7, 8]
-    assert window_frames(t, 4.0, 9.0, max_frames=3).tolist() == [4, 6, 8]  # linspace(0, 4, 3)
-    assert window_frames(t, 4.0, 9.0, max_frames=3, sampling="head").tolist() == [4, 5, 6]
-    assert window_frames(t, 30.0, 34.0, max_frames=3).tolist() == [19]  # beyond the video: its nearest frame
-    assert window_frames(t + 0.0004, 4.0, 6.0, max_frames=12).tolist() == [4, 5]  # float32 timestamps
+    assert window_frames(t, 4.0, 9.0, ClipSpec(max_frames=12)).tolist() == [4, 5, 6, 7, 8]
+    assert window_frames(t, 4.0, 9.0, ClipSpec(max_frames=3)).tolist() == [4, 6, 8]  # linspace(0, 4, 3)
+    assert window_frames(t, 4.0, 9.0, ClipSpec(max_frames=3, sampling="head")).tolist() == [4, 5, 6]
+    assert window_frames(t, 30.0, 34.0, ClipSpec(max_frames=3)).tolist() == [19]  # beyond the video: its nearest frame
+    assert window_frames(t + 0.0004, 4.0, 6.0, ClipSpec(max_frames=12)).tolist() == [4, 5]  # float32 timestamps
+
+
+def test_window_frames_thin_from_the_window_start_and_follow_the_training_order():
+    t = np.arange(20, dtype=np.float32)
+    assert window_frames(t, 5.0, 12.0, ClipSpec(fps=0.5)).tolist() == [5, 7, 9, 11]  # instants 5, 7, 9, 11
+    assert window_frames(t, 4.0, 9.0, ClipSpec(order="reverse")).tolist() == [8, 7, 6, 5, 4]
+    shuffled = [window_frames(t, 4.0, 9.0, ClipSpec(order="shuffle"), np.random.default_rng(seed)).tolist()
+                for seed in (0, 0, 1)]
+    assert shuffled[0] == shuffled[1] and sorted(shuffled[0]) == [4, 5, 6, 7, 8] and shuffled[0] != shuffled[2]
+
+
+def test_pretraining_clips_take_the_training_order(howto, howto_frames):
+    kept = _clips(howto, howto_frames, clip=ClipSpec(max_frames=4), seed=3)
+    reversed_ = _clips(howto, howto_frames, clip=ClipSpec(max_frames=4, order="reverse"), seed=3)
+    shuffled = [_clips(howto, howto_frames, clip=ClipSpec(max_frames=4, order="shuffle"), seed=3) for _ in range(2)]
+    for index in range(len(kept)):
+        a, b = kept[index], reversed_[index]
+        n = int(a["video_mask"].sum())
+        assert torch.equal(b["video"][:n], a["video"][:n].flip(0)) and torch.equal(a["text_ids"], b["text_ids"])
+        assert torch.equal(shuffled[0][index]["video"], shuffled[1][index]["video"])  # from (seed, epoch, index)
 
 
 def test_the_corpus_sorts_fragments_normalises_text_and_drops_empty_ones():
@@ -242,7 +263,7 @@ def test_clips_are_drawn_from_seed_epoch_and_index(howto, howto_frames):
 
 
 def test_a_clip_is_its_merged_text_and_the_frames_of_its_window(howto, howto_frames):
-    clips = _clips(howto, howto_frames, max_frames=4, seed=3)
+    clips = _clips(howto, howto_frames, clip=ClipSpec(max_frames=4), seed=3)
     rule = clips.rule
     records = {r.video_id: r for r in read_howto100m(howto)}
     for index in range(len(clips)):
@@ -254,7 +275,7 @@ def test_a_clip_is_its_merged_text_and_the_frames_of_its_window(howto, howto_fra
         assert clip.start <= record.caption_times[lo][0] and clip.end >= record.caption_times[hi][1]
         assert clip.end - clip.start >= rule.min_seconds
         item = clips[index]
-        idx = window_frames(clips.store.timestamps(clip.video_id), clip.start, clip.end, max_frames=4)
+        idx = window_frames(clips.store.timestamps(clip.video_id), clip.start, clip.end, ClipSpec(max_frames=4))
         n = int(item["video_mask"].sum())
         assert n == len(idx) and 1 <= n <= 4 and item["video"].shape == (4, 32, 32, 3)
         np.testing.assert_array_equal(item["video"][:n].numpy(), clips.store.read(clip.video_id, idx))
@@ -317,6 +338,7 @@ def test_resuming_a_finished_run_trains_no_further(howto, howto_frames, tmp_path
 
 
 def test_finetune_init_starts_from_the_pretrained_clip_weights(howto, howto_frames, retrieval, tmp_path):
+    from c4c.model.load import build_model, resolve_spec
     from c4c.stages import finetune
 
     pre = run(_cfg(howto, howto_frames, tmp_path / "pre", steps=3))
@@ -325,7 +347,7 @@ def test_finetune_init_starts_from_the_pretrained_clip_weights(howto, howto_fram
     cfg = finetune.FinetuneConfig(dataset="jsonl", ann=ann, frames=frames, out=tmp_path / "ft", clip="tiny",
                                   pretrained="none", init=tmp_path / "pre", sim="seqTransf", temporal_layers=2,
                                   epochs=1, batch_size=4, lr=0.0, coef_lr=1.0, workers=0, max_steps=1)
-    model, _ = finetune.build_model(cfg, "cpu")
+    model, _, _ = build_model(resolve_spec(cfg), "cpu", init=cfg.init)
     start = model.state_dict()
     clip_keys = [k for k in pretrained if k.startswith("clip.")]
     assert clip_keys and all(k in start for k in clip_keys)
@@ -337,7 +359,7 @@ def test_finetune_init_starts_from_the_pretrained_clip_weights(howto, howto_fram
     for k in clip_keys:
         torch.testing.assert_close(after[k], pretrained[k], atol=0, rtol=0, msg=k)
     # and not the random init of the same seed
-    fresh, _ = finetune.build_model(replace(cfg, init=None), "cpu")
+    fresh, _, _ = build_model(resolve_spec(replace(cfg, init=None)), "cpu")
     assert not torch.equal(fresh.state_dict()["clip.visual.proj"], pretrained["clip.visual.proj"])
 
 
@@ -420,7 +442,7 @@ def test_jpeg_items_decode_to_the_same_clips(howto, howto_frames):
     from c4c.data.device_frames import decode_batch
     from c4c.data.video_text import collate
 
-    plain, packed = _clips(howto, howto_frames, max_frames=4, seed=3), _clips(howto, howto_frames, max_frames=4, seed=3)
+    plain, packed = (_clips(howto, howto_frames, clip=ClipSpec(max_frames=4), seed=3) for _ in range(2))
     packed.encoded_frames = True
     items = range(len(plain))
     expected = collate([plain[i] for i in items])

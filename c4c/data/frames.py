@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +29,34 @@ def check_order(order: str) -> str:
     if order not in ORDERS:
         raise C4CError(f"unknown frame order {order!r}", hint=f"choose one of: {', '.join(ORDERS)}")
     return order
+
+
+@dataclass
+class ClipSpec:
+    """How a clip is made from the stored frames of a video."""
+
+    max_frames: int = 12  # frames per clip (M); shorter clips are zero-padded at the end
+    sampling: str = "uniform"  # head | tail | uniform: which M frames of a longer window
+    fps: float | None = None  # thin the stored frames to this rate (None: use every stored frame)
+    order: str = "keep"  # keep | reverse | shuffle
+
+    def __post_init__(self) -> None:
+        check_sampling(self.sampling)
+        check_order(self.order)
+        if int(self.max_frames) < 1:
+            raise C4CError(f"max_frames must be at least 1, got {self.max_frames}")
+        if self.fps is not None and not self.fps > 0:
+            raise C4CError(f"clip frame rate must be positive, got {self.fps}")
+
+
+def clip_spec(settings: Mapping[str, Any] | Any, *, training: bool = False) -> ClipSpec:
+    """The :class:`ClipSpec` of a config, or of a run's saved config (a dict): its ``max_frames``,
+    ``sampling`` and ``fps``; with ``training``, its ``train_order`` too (evaluation keeps the order)."""
+    def get(name: str, default: Any = None) -> Any:
+        return settings.get(name, default) if isinstance(settings, Mapping) else getattr(settings, name, default)
+
+    return ClipSpec(max_frames=int(get("max_frames", 12)), sampling=get("sampling", "uniform"), fps=get("fps"),
+                    order=get("train_order", "keep") if training else "keep")
 
 
 def _window(t: np.ndarray, start: float | None, end: float | None) -> np.ndarray:

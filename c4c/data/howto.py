@@ -13,8 +13,11 @@ sees exactly the clips an uninterrupted one does:
 3. a window still shorter than ``min_seconds`` is widened around its centre to ``min_seconds``
    (clamped at 0), the way MIL-NCE's HowTo100M loader widens clips to its ``min_time`` of 4 s;
 4. the clip is the stored frames with ``start <= t < end`` (the frame nearest the window's centre
-   when none is inside), cut down to ``max_frames`` by ``sampling`` (uniform by default, as in
-   fine-tuning); the text is the merged fragments joined by spaces, tokenised to ``max_words``.
+   when none is inside), thinned to ``fps`` from the window's start when it is set, cut down to
+   ``max_frames`` by ``sampling`` (uniform by default, as in fine-tuning) and put in the training
+   order (kept by default; reversed or shuffled from ``(seed, epoch, index)`` for ablations), all as
+   fine-tuning makes its clips (:class:`c4c.data.frames.ClipSpec`); the text is the merged fragments
+   joined by spaces, tokenised to ``max_words``.
 
 Why merge: single fragments are often 2-4 words ("um so now", "to the left") that name nothing a
 frame shows; joining neighbours until about a sentence (8 words) and 4 s (4 frames at 1 fps) gives
@@ -34,7 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from c4c.data.frames import check_sampling, select_frames
+from c4c.data.device_frames import pack_rows
+from c4c.data.frames import ClipSpec, select_frames
 from c4c.data.text import CaptionTokenizer
 from c4c.datasets.records import VideoRecord
 from c4c.errors import C4CError
@@ -44,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _EPS = 1e-3  # seconds; stored timestamps are float32 and sit at/after their sampling instant
 _START_STREAM = 3  # random stream of the starting fragment (video_text uses 1 and 2)
+_FRAMES_STREAM = 4  # random stream of the frame order (--train-order shuffle)
 
 
 @dataclass(frozen=True)
@@ -93,17 +98,19 @@ def merge_window(starts: np.ndarray, ends: np.ndarray, words: np.ndarray, first:
     return lo, hi, start, end
 
 
-def window_frames(timestamps: np.ndarray, start: float, end: float, *, max_frames: int,
-                  sampling: str = "uniform") -> np.ndarray:
-    """Indices (int64) of the stored frames of the window ``start <= t < end``, at most ``max_frames``
-    (chosen by ``sampling``); the frame nearest the window's centre when none is inside."""
+def window_frames(timestamps: np.ndarray, start: float, end: float, clip: ClipSpec = ClipSpec(),
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices (int64) of the stored frames of the window ``start <= t < end``, thinned to ``clip.fps``
+    from the window's start, at most ``clip.max_frames`` (chosen by ``clip.sampling``), in ``clip.order``
+    (``rng`` shuffles); the frame nearest the window's centre when none is inside."""
     t = np.asarray(timestamps, dtype=np.float64).reshape(-1)
     inside = np.flatnonzero((t >= start - _EPS) & (t < end - _EPS))
     if inside.size == 0:
         if t.size == 0:
             return inside.astype(np.int64)
         inside = np.array([int(np.argmin(np.abs(t - (start + end) / 2.0)))])
-    pos = select_frames(t[inside], max_frames=max_frames, sampling=sampling)
+    pos = select_frames(t[inside] - start, max_frames=clip.max_frames, sampling=clip.sampling, fps=clip.fps,
+                        order=clip.order, rng=rng)
     return inside[pos].astype(np.int64)
 
 
@@ -187,16 +194,12 @@ class HowToClips(Dataset):
     """
 
     def __init__(self, corpus: CaptionCorpus, store: FrameStore, tokenizer: CaptionTokenizer, *,
-                 max_frames: int = 12, sampling: str = "uniform", rule: MergeRule = MergeRule(),
-                 seed: int = 42) -> None:
-        check_sampling(sampling)
-        if int(max_frames) < 1:
-            raise C4CError(f"max_frames must be at least 1, got {max_frames}")
+                 clip: ClipSpec = ClipSpec(), rule: MergeRule = MergeRule(), seed: int = 42) -> None:
         self.corpus = corpus
         self.store = store
         self.tokenizer = tokenizer
-        self.max_frames = int(max_frames)
-        self.sampling = sampling
+        self.spec = clip
+        self.max_frames = int(clip.max_frames)
         self.rule = rule
         self.seed = int(seed)
         self.epoch = 0
@@ -216,10 +219,16 @@ class HowToClips(Dataset):
         lo, hi, start, end = merge_window(c.starts[a:b], c.ends[a:b], c.words[a:b], first, self.rule)
         return HowToClip(c.video_id(index), c.text_of(a + lo, a + hi), start, end, (lo, hi))
 
-    def load_frames(self, video_id: str, start: float, end: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def frame_rng(self, index: int) -> np.random.Generator | None:
+        """The generator that shuffles item ``index``'s frames this epoch (None unless the order shuffles)."""
+        if self.spec.order != "shuffle":
+            return None
+        return np.random.default_rng([self.seed, self.epoch, int(index), _FRAMES_STREAM])
+
+    def load_frames(self, video_id: str, start: float, end: float,
+                    rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``video`` uint8 ``[M, S, S, 3]`` (zero-padded at the end) and ``video_mask`` bool ``[M]``."""
-        frames, idx = self.store.read_clip(video_id, lambda t: window_frames(
-            t, start, end, max_frames=self.max_frames, sampling=self.sampling))
+        frames, idx = self.store.read_clip(video_id, lambda t: window_frames(t, start, end, self.spec, rng))
         size = self.store.settings.size
         video = np.zeros((self.max_frames, size, size, 3), np.uint8)  # [M, S, S, 3]
         mask = np.zeros(self.max_frames, bool)  # [M]
@@ -230,21 +239,20 @@ class HowToClips(Dataset):
             log.warning("video %r has no stored frames: its clip is empty (all-zero mask)", video_id)
         return torch.from_numpy(video), torch.from_numpy(mask)
 
-    def load_jpeg(self, video_id: str, start: float, end: float) -> dict[str, torch.Tensor]:
+    def load_jpeg(self, video_id: str, start: float, end: float,
+                  rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
         """The frames :meth:`load_frames` picks, still JPEG-encoded (:func:`c4c.data.device_frames.pack_rows`)."""
-        from c4c.data.device_frames import pack_rows
-
-        rows, _ = self.store.read_clip(video_id, lambda t: window_frames(
-            t, start, end, max_frames=self.max_frames, sampling=self.sampling), encoded=True)
+        rows, _ = self.store.read_clip(video_id, lambda t: window_frames(t, start, end, self.spec, rng), encoded=True)
         data, lengths, mask = pack_rows(rows, self.max_frames)
         return {"video_jpeg": data, "video_jpeg_lengths": lengths, "video_mask": mask}
 
     def __getitem__(self, index: int) -> dict:
         clip = self.clip(index)
+        rng = self.frame_rng(index)
         if self.encoded_frames:
-            frames = self.load_jpeg(clip.video_id, clip.start, clip.end)
+            frames = self.load_jpeg(clip.video_id, clip.start, clip.end, rng)
         else:
-            video, video_mask = self.load_frames(clip.video_id, clip.start, clip.end)
+            video, video_mask = self.load_frames(clip.video_id, clip.start, clip.end, rng)
             frames = {"video": video, "video_mask": video_mask}
         ids, mask = self.tokenizer([clip.text])
         return {"text_ids": ids[0], "text_mask": mask[0], **frames, "index": index}

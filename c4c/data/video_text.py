@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from c4c.data.device_frames import JPEG_KEYS, collate_jpeg, pack_rows
-from c4c.data.frames import check_order, check_sampling, select_frames
+from c4c.data.frames import ClipSpec, select_frames
 from c4c.data.text import CaptionTokenizer
 from c4c.datasets.records import VideoRecord
 from c4c.errors import C4CError
@@ -22,24 +21,6 @@ log = logging.getLogger(__name__)
 # Streams of the per-item random generators, so caption choice and frame order never share draws.
 _CAPTION_STREAM = 1
 _FRAMES_STREAM = 2
-
-
-@dataclass
-class ClipSpec:
-    """How a clip is made from the stored frames of a video."""
-
-    max_frames: int = 12  # frames per clip (M); shorter clips are zero-padded at the end
-    sampling: str = "uniform"  # head | tail | uniform: which M frames of a longer window
-    fps: float | None = None  # thin the stored frames to this rate (None: use every stored frame)
-    order: str = "keep"  # keep | reverse | shuffle
-
-    def __post_init__(self) -> None:
-        check_sampling(self.sampling)
-        check_order(self.order)
-        if int(self.max_frames) < 1:
-            raise C4CError(f"max_frames must be at least 1, got {self.max_frames}")
-        if self.fps is not None and not self.fps > 0:
-            raise C4CError(f"clip frame rate must be positive, got {self.fps}")
 
 
 def check_videos(records: list[VideoRecord], store: FrameStore, *, skip_missing: bool = False,

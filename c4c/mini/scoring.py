@@ -41,15 +41,15 @@ def evaluate_run(run_dir: Path, data: MiniData, clip: tuple[int, str] | None = N
     import torch
 
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, EvalSet
+    from c4c.data.frames import clip_spec
+    from c4c.data.video_text import EvalSet
     from c4c.datasets.registry import read_annotations, split_records
     from c4c.evaluation import encode_eval_set, similarity_matrix
     from c4c.model.load import load_run
     from c4c.video.store import FrameStore
 
     loaded = load_run(run_dir, which="best")
-    max_frames, sampling = clip or (int(loaded.config["max_frames"]), loaded.config["sampling"])
-    spec = ClipSpec(max_frames=max_frames, sampling=sampling)
+    spec = clip_spec({**loaded.config, **(dict(zip(("max_frames", "sampling"), clip)) if clip else {})})
     records = split_records(read_annotations("jsonl", data.ann), "test")
     evalset = EvalSet(records, FrameStore(data.frames), CaptionTokenizer(int(loaded.config["max_words"])), spec)
     with torch.no_grad():

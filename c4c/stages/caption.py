@@ -222,7 +222,8 @@ def _train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = No
 
     from c4c.choices import CAPTION_SELECT_ON
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, TrainPairs
+    from c4c.data.frames import clip_spec
+    from c4c.data.video_text import TrainPairs
     from c4c.model.load import build_model, resolve_spec
     from c4c.stages.pairs import load_pair_splits
     from c4c.train.loop import autocast_context
@@ -242,11 +243,10 @@ def _train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = No
     data = load_pair_splits(cfg, task="caption", default_options=dataset_options(cfg.dataset, None, task="caption"))
     tokenizer = CaptionTokenizer(cfg.max_words)
     train_set = TrainPairs(data.train, data.store, tokenizer,
-                           ClipSpec(max_frames=cfg.max_frames, sampling=cfg.sampling, fps=cfg.fps,
-                                    order=cfg.train_order),
+                           clip_spec(cfg, training=True),
                            expand_sentences=cfg.expand_sentences, seed=cfg.seed, paragraph=data.paragraph)
     val_set = (TrainPairs(data.select, data.store, tokenizer,
-                          ClipSpec(max_frames=cfg.max_frames, sampling=cfg.sampling, fps=cfg.fps),
+                          clip_spec(cfg),
                           expand_sentences=True, seed=cfg.seed, paragraph=data.paragraph)
                if data.select else None)
     sampler, steps_per_epoch = epoch_sampler(cfg, start, train_set, cfg.ann)
@@ -324,7 +324,8 @@ def _generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = Non
 
     from c4c import __version__
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, EvalSet, collate
+    from c4c.data.frames import clip_spec
+    from c4c.data.video_text import EvalSet, collate
     from c4c.data.detokenize import detokenize
     from c4c.train.distributed import init_distributed
     from c4c.train.loop import autocast_context
@@ -342,8 +343,7 @@ def _generate(cfg: GenerateConfig, on_event: Callable[[dict], None] | None = Non
     records = _videos_to_caption(cfg, store)
     if not records:
         raise C4CError("no videos to caption in the frame store", path=cfg.frames)
-    clip = ClipSpec(max_frames=int(config["max_frames"]), sampling=config["sampling"], fps=config.get("fps"))
-    evalset = EvalSet(records, store, CaptionTokenizer(int(config["max_words"])), clip)
+    evalset = EvalSet(records, store, CaptionTokenizer(int(config["max_words"])), clip_spec(config))
     total = len(evalset.video_ids)
     on_event({"event": "start", "videos": total})
     captions: dict[str, str] = {}

@@ -290,11 +290,12 @@ class _Job:
 
         from c4c.data.embeddings import EmbeddingWriter, Layout, partial_path
         from c4c.data.text import CaptionTokenizer
-        from c4c.data.video_text import ClipSpec, EvalSet, collate
+        from c4c.data.frames import clip_spec
+        from c4c.data.video_text import EvalSet, collate
 
         cfg, model, s = self.cfg, self.model, self.settings
         evalset = EvalSet(_records(cfg, self.store), self.store, CaptionTokenizer(s["max_words"]),
-                          ClipSpec(max_frames=s["max_frames"], sampling=s["sampling"], fps=s["fps"]),
+                          clip_spec(s),
                           paragraph=s["paragraph"])
         starts, ends, sources = [], [], []
         for vid, (lo, hi) in zip(evalset.video_ids, evalset.windows):

@@ -45,7 +45,8 @@ def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = Non
 
     from c4c.choices import SELECT_ON
     from c4c.data.text import CaptionTokenizer
-    from c4c.data.video_text import ClipSpec, EvalSet, TrainPairs
+    from c4c.data.frames import clip_spec
+    from c4c.data.video_text import EvalSet, TrainPairs
     from c4c.errors import C4CError
     from c4c.evaluation import evaluate_retrieval
     from c4c.model.load import build_model, resolve_spec
@@ -60,11 +61,11 @@ def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = Non
     start = open_run(cfg, task="retrieval")
     data = load_pair_splits(cfg, task="retrieval")
     tokenizer = CaptionTokenizer(cfg.max_words)
-    clip_spec = ClipSpec(max_frames=cfg.max_frames, sampling=cfg.sampling, fps=cfg.fps, order=cfg.train_order)
-    train_set = TrainPairs(data.train, data.store, tokenizer, clip_spec, expand_sentences=cfg.expand_sentences,
+    train_set = TrainPairs(data.train, data.store, tokenizer, clip_spec(cfg, training=True),
+                           expand_sentences=cfg.expand_sentences,
                            seed=cfg.seed, paragraph=data.paragraph)
     eval_set = (EvalSet(data.select, data.store, tokenizer,
-                        ClipSpec(max_frames=cfg.max_frames, sampling=cfg.sampling, fps=cfg.fps),
+                        clip_spec(cfg),
                         paragraph=data.paragraph) if data.select else None)
     dist = start.dist
     sampler, steps_per_epoch = epoch_sampler(cfg, start, train_set, cfg.ann)

@@ -96,6 +96,7 @@ def run(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> 
 
 def _pretrain(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = None) -> PretrainResult:
     """Post-pretrain for ``cfg.steps`` optimiser steps (or up to ``cfg.max_steps`` of them) and checkpoint."""
+    from c4c.data.frames import clip_spec
     from c4c.data.howto import HowToClips, MergeRule
     from c4c.data.text import CaptionTokenizer
     from c4c.data.video_text import collate
@@ -115,8 +116,8 @@ def _pretrain(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = Non
     dist = start.dist
     store = FrameStore(cfg.frames)
     corpus = build_corpus(cfg, store)
-    dataset = HowToClips(corpus, store, CaptionTokenizer(cfg.max_words), max_frames=cfg.max_frames,
-                         sampling=cfg.sampling, rule=rule, seed=cfg.seed)
+    dataset = HowToClips(corpus, store, CaptionTokenizer(cfg.max_words), clip=clip_spec(cfg, training=True),
+                         rule=rule, seed=cfg.seed)
     sampler, steps_per_epoch = epoch_sampler(cfg, start, dataset, cfg.ann)
     total_steps = cfg.steps if cfg.steps is not None else steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)

@@ -92,6 +92,8 @@ class ClipSettings:
                             rule=count(2, 77))  # SOT and EOT at least; CLIP's text context is 77
     max_frames: int = option(12, "Frames per clip (the paper: 12; 64 for ActivityNet, DiDeMo).", rule=count(1, 1024))
     sampling: choices.Sampling = option("uniform", "Which frames a longer video keeps: head, tail or uniform.")
+    fps: float | None = option(None, "Thin the stored frames to this rate [default: as stored].", rule=rules.FPS)
+    train_order: choices.FrameOrder = option("keep", "Frame order in training: keep, reverse or shuffle (ablations).")
 
 
 @dataclass(kw_only=True)
@@ -110,10 +112,6 @@ class PairSettings(StoredFrames, RunOut):
     dataset: DatasetName = option(help="Annotation format (see data/README.md).")
     ann: Path = option(help="Annotation file or folder (see data/README.md).")
     epochs: int = option(5, "Passes over the training items.", rule=count(1, 100_000), panel="Training loop")
-    fps: float | None = option(None, "Thin the stored frames to this rate [default: as stored].", rule=rules.FPS,
-                               panel="Clips")
-    train_order: choices.FrameOrder = option("keep", "Frame order in training: keep, reverse or shuffle (ablations).",
-                                             panel="Clips")
     expand_sentences: bool = option(True, "One training item per caption (else one random caption per video).")
     paragraph: bool | None = None         # join captions into one paragraph (default: the dataset's own)
     dataset_options: dict | None = None   # reader options, e.g. {"msrvtt_train": "9k"} (from --msrvtt-train, ...)
