@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from c4c.atomic import write_json
+from c4c.cli import ui
+from c4c.datasets.registry import read_annotations, split_records
 from c4c.errors import C4CError
+from c4c.metrics.captions import references_from_records, score_captions
+from c4c.stages.search import Searcher
+from c4c.video.ffmpeg_bin import ffmpeg_exe
 
 FORMAT = "c4c-demo"
 VERSION = 1
@@ -100,7 +105,6 @@ def _test_videos(annotations: Path) -> list[str]:
 
 def _concat_clips(clips: list[Path], out: Path) -> None:
     """One video made of ``clips`` back to back (same size and rate: the demo's synth clips)."""
-    from c4c.video.ffmpeg_bin import ffmpeg_exe
 
     listing = out.with_suffix(".txt")
     listing.write_text("".join(f"file '{c.resolve()}'\n" for c in clips), encoding="utf-8")
@@ -204,8 +208,6 @@ def _fresh(run_dir: Path) -> None:
 
 def _caption_figures(demo: Demo, out: Path, ann: Path) -> None:
     """CIDEr beside the most frequent training caption said of every video; colour/shape/motion accuracy."""
-    from c4c.metrics.captions import references_from_records, score_captions
-    from c4c.datasets.registry import read_annotations, split_records
 
     records = read_annotations("jsonl", ann)
     scores = json.loads((out / "captions.metrics.json").read_text(encoding="utf-8"))["scores"]
@@ -263,9 +265,6 @@ def _ask(demo: Demo, index: Path, truth: list[dict]) -> None:
     IoU >= 0.5. Questions are spread over the videos; each prints its answer and whether it is right."""
     from rich.table import Table
 
-    from c4c.cli import ui
-    from c4c.stages.search import Searcher
-
     per = demo.recipe.clips_per_long  # one question per long video, each at another position in it
     picks = [truth[(q * per + q % per) % len(truth)] for q in range(demo.recipe.queries)]
     searcher = Searcher(index, device="cpu")
@@ -298,8 +297,6 @@ def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 def _print_summary(demo: Demo, out: Path) -> None:
     from rich.table import Table
-
-    from c4c.cli import ui
 
     table = Table(title="c4c demo: every figure beside chance or a trivial baseline")
     for col, justify in (("figure", "left"), ("value", "right"), ("baseline", "right"), ("", "left")):

@@ -13,6 +13,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from c4c.data.video_text import collate
+from c4c.interrupt import ignore_in_child
+from c4c.metrics.retrieval import multi_sentence_metrics, retrieval_metrics
+
 
 class LooseScores:
     """Scores ``scale * text @ video.T`` of L2-normalised embeddings ``text [Nt, D]``, ``video [Nv, D]``,
@@ -81,9 +85,6 @@ def encode_eval_set(model, evalset, *, batch_size: int = 64, device: str = "cpu"
     import torch
     from torch.utils.data import DataLoader
 
-    from c4c.data.video_text import collate
-    from c4c.interrupt import ignore_in_child
-
     amp_ctx = amp_ctx or contextlib.nullcontext()
     was_training = model.training
     model.eval()
@@ -126,7 +127,6 @@ def similarity_matrix(model, text, video, mask, *, device: str = "cpu", chunk: i
 
 def evaluate_retrieval(model, evalset, **kwargs) -> dict:
     """Text-to-video and video-to-text metrics of ``model`` on ``evalset`` (multi-sentence aware)."""
-    from c4c.metrics.retrieval import multi_sentence_metrics, retrieval_metrics
 
     device = kwargs.get("device", "cpu")
     text, video, mask = encode_eval_set(model, evalset, **kwargs)

@@ -23,10 +23,12 @@ from pathlib import Path
 from c4c.atomic import atomic_path, write_json, write_text
 from c4c.choices import CLIP_MEAN, CLIP_STD
 from c4c.errors import C4CError
+from c4c.model.backbone import BUILTIN
 from c4c.model.heads import HEADS
 from c4c.outputs import Output, guard
-from c4c.run.export_format import (CLIP_FILE, CONFIG_FILE, EXTRA_FILE, FORMAT, FORMAT_VERSION, RUN_FILE,
-                                   is_export, sha256_file)
+from c4c.run import checkpoint
+from c4c.run.export_format import (CLIP_FILE, CONFIG_FILE, EXTRA_FILE, FORMAT, FORMAT_VERSION, RUN_FILE, is_export,
+                                   sha256_file)
 from c4c.run.folder import ModelSpec, RunFolder
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,6 @@ def _clip_model_config(spec: ModelSpec) -> dict:
     """The open_clip model config of the run's CLIP, with its activation spelled out."""
     import open_clip
 
-    from c4c.model.backbone import BUILTIN
-
     if spec.clip in BUILTIN or spec.clip.endswith(".json"):
         config = json.loads(Path(BUILTIN.get(spec.clip, spec.clip)).read_text(encoding="utf-8"))
         config = config.get("model_cfg", config)
@@ -67,8 +67,6 @@ def export_run(run: Path, out: Path, *, which: str | None = "best", overwrite: b
 
 def _export(run: Path, out: Path, *, which: str | None, overwrite: bool) -> ExportResult:
     from safetensors.torch import save_file
-
-    from c4c.run import checkpoint
 
     folder = RunFolder(Path(run))
     config = folder.read_config()

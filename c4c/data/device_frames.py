@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from c4c.video.jpeg import decode_jpegs_torch
+
 JPEG_KEYS = ("video_jpeg", "video_jpeg_lengths")
 
 
@@ -37,7 +39,6 @@ def collate_jpeg(values: list[torch.Tensor], key: str) -> torch.Tensor:
 def decode_batch(batch: dict[str, torch.Tensor], size: int, device: str | torch.device) -> dict[str, torch.Tensor]:
     """``batch`` with its JPEG keys replaced by ``video`` uint8 ``[B, M, size, size, 3]`` on ``device`` (padded
     frames zero), decoded as one batch; the other tensors are left where they are."""
-    from c4c.video.jpeg import decode_jpegs_torch
 
     data, lengths = batch["video_jpeg"], batch["video_jpeg_lengths"]
     b, m = lengths.shape

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from c4c.errors import C4CError
+from c4c.run.source import from_record
 
 FORMAT = "c4c-embeddings"
 FORMAT_VERSION = 2
@@ -327,7 +328,6 @@ class Embeddings:
     @property
     def model_source(self):
         """The :class:`c4c.run.source.ModelSource` that made the embeddings (None if unknown)."""
-        from c4c.run.source import from_record
 
         return from_record(self.attrs.get("model"), run=self.attrs.get("run") or None,
                            checkpoint=self.attrs.get("checkpoint") or None)

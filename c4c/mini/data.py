@@ -9,9 +9,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from c4c import synth
 from c4c.atomic import write_text
+from c4c.datasets.registry import read_annotations, split_records
 from c4c.errors import C4CError
 from c4c.mini.config import IMAGE_TEMPLATES, Event, MiniConfig
+from c4c.stages import extract
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,6 @@ class MiniData:
 
 def reversal_twins(synth_json: Path) -> dict[str, str]:
     """Test videos whose exact time reversal is also a test video, mapped to it (both directions)."""
-    from c4c import synth
 
     meta = synth.load_metadata(synth_json)
     split = {v["video_id"]: v["split"] for v in meta["videos"]}
@@ -80,7 +82,6 @@ def image_records(synth_json: Path, seconds: int, positions: bool = True) -> lis
     """Image-text annotation lines: one per video and stored second ``k`` (a window holding the frame at
     ``k`` s first), captioned as an image would be: the shape's colour and shape and, with
     ``positions``, where it is ("a red circle at the top left"); nothing about motion."""
-    from c4c import synth
 
     meta = synth.load_metadata(synth_json)
     settings = meta["config"]
@@ -100,7 +101,6 @@ def image_records(synth_json: Path, seconds: int, positions: bool = True) -> lis
 
 def _extract(source: Path, videos: Path, out: Path, dataset: str, fps: float, size: int) -> None:
     """Extract (or finish extracting: `c4c extract` skips stored videos) a synthetic set's frames, raw."""
-    from c4c.stages import extract
 
     result = extract.run(extract.ExtractConfig(source=source, dataset=dataset, videos_dir=videos, out=out,
                                                size=size, fps=fps, codec="raw", workers=1))
@@ -111,8 +111,6 @@ def _extract(source: Path, videos: Path, out: Path, dataset: str, fps: float, si
 
 def prepare_data(cfg: MiniConfig, need_howto: bool, on_event: Event | None = None) -> MiniData:
     """Make (or find) the retrieval set, the image-text set and, when needed, the HowTo-like corpus."""
-    from c4c.datasets.registry import read_annotations, split_records
-    from c4c import synth
 
     on_event = on_event or (lambda event: None)
     t0 = time.perf_counter()

@@ -40,10 +40,15 @@ from pathlib import Path
 
 from c4c.atomic import write_text
 from c4c.errors import C4CError, TrainingDiverged
+from c4c.mini import report
 from c4c.mini.config import (RESULT_FORMAT, RESULTS_FORMAT, SETTINGS_FORMAT, VERSION, Arm, Event, Experiment,
                              MiniConfig, experiments)
 from c4c.mini.data import MiniData, prepare_data
 from c4c.mini.scoring import evaluate_run, loss_curve, summarise
+from c4c.model.backbone import build_clip
+from c4c.model.clip4clip import CLIP4Clip
+from c4c.run import checkpoint
+from c4c.stages import finetune, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +76,6 @@ def drop_training_state(run_dir: Path) -> None:
 
 def image_text_run(cfg: MiniConfig, data: MiniData, seed: int, on_event: Event | None = None) -> Path:
     """The tiny CLIP of ``seed`` trained contrastively on single frames and their captions."""
-    from c4c.stages import finetune
 
     run_dir = cfg.out / "runs" / f"image-text-s{seed}"
     if _fresh(run_dir):
@@ -86,7 +90,6 @@ def image_text_run(cfg: MiniConfig, data: MiniData, seed: int, on_event: Event |
 
 def post_pretrain_run(cfg: MiniConfig, data: MiniData, seed: int, on_event: Event | None = None) -> Path:
     """The image-text CLIP of ``seed`` post-pretrained on the HowTo-like corpus (meanP, as in the paper)."""
-    from c4c.stages import pretrain
 
     init = image_text_run(cfg, data, seed, on_event)
     run_dir = cfg.out / "runs" / f"post-pretrain-s{seed}"
@@ -107,10 +110,6 @@ def patch3d_init(cfg: MiniConfig, data: MiniData, seed: int, on_event: Event | N
     if (folder / "best" / "model.safetensors").exists():
         return folder
     import torch
-
-    from c4c.model.backbone import build_clip
-    from c4c.model.clip4clip import CLIP4Clip
-    from c4c.run import checkpoint
 
     clip, _ = build_clip("tiny", "none")
     flat = CLIP4Clip(clip, sim="meanP", patch="2d")
@@ -134,7 +133,6 @@ def finetune_run(cfg: MiniConfig, data: MiniData, arm: Arm, seed: int, on_event:
 
     A run whose loss became non-finite leaves ``diverged.json`` and raises the same C4CError again.
     """
-    from c4c.stages import finetune
 
     if arm.init == "none":
         init = None
@@ -298,8 +296,6 @@ def run(cfg: MiniConfig, on_event: Event | None = None) -> dict:
     """Run the chosen experiments (skipping finished results), then write results.json and the report."""
     import torch
 
-    from c4c.mini import report
-
     on_event = on_event or (lambda event: None)
     t0 = time.perf_counter()
     validate(cfg)
@@ -323,7 +319,6 @@ def run(cfg: MiniConfig, on_event: Event | None = None) -> dict:
 
 def collect(cfg: MiniConfig, data: MiniData, seconds_this_run: float) -> dict:
     """Everything on disk for this folder (any experiment with results), as results.json holds it."""
-    from c4c.mini import report
 
     summaries, raw = [], {}
     for experiment in experiments(cfg):

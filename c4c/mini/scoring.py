@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Callable
 
 from c4c.atomic import write_text
+from c4c.data.frames import clip_spec
+from c4c.data.text import CaptionTokenizer
+from c4c.data.video_text import EvalSet
+from c4c.datasets.registry import read_annotations, split_records
+from c4c.evaluation import encode_eval_set, similarity_matrix
+from c4c.metrics.retrieval import metrics_from_ranks, positive_ranks
 from c4c.mini.config import TEST_FORMAT, VERSION, Experiment
 from c4c.mini.data import MiniData
+from c4c.model.load import load_run
+from c4c.video.store import FrameStore
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +48,6 @@ def evaluate_run(run_dir: Path, data: MiniData, clip: tuple[int, str] | None = N
         log.warning("%s is not a %s version %d file: evaluating again", cached, TEST_FORMAT, VERSION)
     import torch
 
-    from c4c.data.text import CaptionTokenizer
-    from c4c.data.frames import clip_spec
-    from c4c.data.video_text import EvalSet
-    from c4c.datasets.registry import read_annotations, split_records
-    from c4c.evaluation import encode_eval_set, similarity_matrix
-    from c4c.model.load import load_run
-    from c4c.video.store import FrameStore
-
     loaded = load_run(run_dir, which="best")
     spec = clip_spec({**loaded.config, **(dict(zip(("max_frames", "sampling"), clip)) if clip else {})})
     records = split_records(read_annotations("jsonl", data.ann), "test")
@@ -63,8 +63,6 @@ def evaluate_run(run_dir: Path, data: MiniData, clip: tuple[int, str] | None = N
 def score_test(sim, video_of_caption, video_ids: list[str], twins: dict[str, str]) -> dict:
     """Metrics of a ``sim: [Nt, Nv]`` test matrix (see :func:`evaluate_run`)."""
     import numpy as np
-
-    from c4c.metrics.retrieval import metrics_from_ranks, positive_ranks
 
     video_of_caption = np.asarray(video_of_caption)
     ranks = positive_ranks(sim, video_of_caption, ties="mean")

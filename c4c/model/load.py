@@ -13,6 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from c4c.errors import C4CError
+from c4c.model.backbone import build_clip
+from c4c.model.clip4clip import CLIP4Clip
+from c4c.model.heads import mark_loaded
+from c4c.run import checkpoint
+from c4c.run import export_format as export
 from c4c.run.folder import ModelSpec, RunFolder
 
 log = logging.getLogger(__name__)
@@ -35,7 +40,6 @@ def resolve_spec(settings, decoder: dict | None = None) -> ModelSpec:
     """The model to build for a stage's :class:`~c4c.train.settings.ModelSettings`: explicit values,
     else the ``init`` run's, else :data:`DEFAULTS`. With ``init`` the weights come from that run, and
     so does the activation."""
-    from c4c.run import export_format as export
 
     base: ModelSpec | None = None
     if settings.init is not None:
@@ -62,8 +66,6 @@ def resolve_spec(settings, decoder: dict | None = None) -> ModelSpec:
 def build_model(spec: ModelSpec, device: str = "cpu", init: Path | None = None):
     """``(model, BackboneInfo, spec with the activation resolved)``; ``init``: a run or checkpoint folder
     whose weights are loaded (CLIP and head; a caption decoder too when the shapes match)."""
-    from c4c.model.backbone import build_clip
-    from c4c.model.clip4clip import CLIP4Clip
 
     clip, info = build_clip(spec.clip, spec.pretrained, fp16_weights=spec.clip_fp16, activation=spec.activation)
     spec = replace(spec, activation=info.activation)
@@ -82,8 +84,6 @@ def build_model(spec: ModelSpec, device: str = "cpu", init: Path | None = None):
 def _init_state(init: Path) -> tuple[dict, Path]:
     """``(state dict, where it came from)`` of ``--init``: a run (best/, else its newest checkpoint), a
     checkpoint folder, an exported folder, or ``hf-hub:ORG/NAME``."""
-    from c4c.run import export_format as export
-    from c4c.run import checkpoint
 
     init = export.resolve_source(init)
     if export.is_export(init):
@@ -108,7 +108,6 @@ def _load_init(model, init: Path, spec: ModelSpec) -> None:
         missing, unexpected = model.load_state_dict(encoder_state, strict=False)
     except RuntimeError as exc:
         raise C4CError(f"--init weights do not fit: {str(exc).splitlines()[0]}", path=folder, hint=hint) from None
-    from c4c.model.heads import mark_loaded
 
     mark_loaded(model, missing)  # head blocks the --init run gives no longer keep their random init
     if spec.patch == "3d" and "clip.visual.conv2.weight" in missing:
@@ -147,8 +146,6 @@ def checkpoint_folder(run_dir: Path, which: str = "best") -> Path:
 def load_run(run_dir: Path, *, device: str = "cpu", which: str | None = "best") -> LoadedRun:
     """Rebuild a run's model from its config and load the weights of ``which`` checkpoint; ``run_dir``
     may also be an exported folder (:mod:`c4c.export`) or ``hf-hub:ORG/NAME``."""
-    from c4c.run import export_format as export
-    from c4c.run import checkpoint
 
     source = export.resolve_source(run_dir)
     if export.is_export(source):

@@ -23,6 +23,7 @@ from c4c.search.build import Progress, apply_search_params, build_faiss, faiss_m
 from c4c.search.exact import exact_topk, recall_at_k
 from c4c.search.index_dir import (IDS_FILE, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION, check_destination, read_ids,
                                   read_manifest, read_rows, settings_from, write_dir)
+from c4c.search.moments import RowTable
 from c4c.search.settings import INDEX_KINDS, IndexSettings, auto_nlist, auto_pq_m, resolve_settings
 
 __all__ = ["INDEX_FORMAT", "INDEX_KINDS", "INDEX_VERSION", "IndexSettings", "VectorIndex", "auto_nlist",
@@ -144,7 +145,6 @@ class VectorIndex:
 
     def __init__(self, index, ids: list[str], manifest: dict, *, path: Path | None = None,
                  cpu_index=None, on_gpu: bool = False, rows=None):
-        from c4c.search.moments import RowTable
 
         self._index = index          # what searches: the CPU index, or its GPU copy
         self._cpu_index = cpu_index  # what `save` writes; None once moved to the GPU

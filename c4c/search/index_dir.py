@@ -26,6 +26,7 @@ from pathlib import Path
 from c4c.atomic import disk_full_is_an_error, ensure_space, fsync_dir, fsync_file
 from c4c.errors import C4CError
 from c4c.search.build import faiss_module
+from c4c.search.moments import RowTable
 from c4c.search.settings import INDEX_KINDS, PARAMS, IndexSettings
 
 INDEX_FORMAT = "c4c-index"
@@ -186,7 +187,6 @@ def read_ids(path: Path, count: int) -> list[str]:
 def read_rows(index_dir: Path, manifest: dict, ids: list[str]):
     """The row table (c4c.search.moments.RowTable) of an index: moments.json, or for version 1 one row
     per video of ids.json."""
-    from c4c.search.moments import RowTable
 
     path = Path(index_dir) / MOMENTS_FILE
     if not path.is_file():

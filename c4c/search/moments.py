@@ -28,6 +28,7 @@ import numpy as np
 
 from c4c.choices import GROUPS  # moment | video
 from c4c.data.embeddings import span_problem
+from c4c.data.frames import select_frames
 from c4c.errors import C4CError
 
 _EPS = 1e-6  # seconds: stored timestamps are float32
@@ -118,7 +119,6 @@ def plan_video(video_id: str, timestamps: np.ndarray, duration: float, *, window
                source: str = "") -> WindowPlan:
     """Which stored frames each window of a video uses (at most ``max_frames``, by ``sampling``, thinned
     to ``fps``), and their union. Without a window: one clip of the whole video, as `c4c finetune` sees it."""
-    from c4c.data.frames import select_frames
 
     t = np.asarray(timestamps, dtype=np.float64).reshape(-1)
     spans = window_spans(duration, window, stride)

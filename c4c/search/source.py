@@ -8,11 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from c4c.errors import C4CError
+from c4c.model.load import build_model, load_run
 from c4c.run.folder import ModelSpec
-from c4c.run.source import _SPEC_KEYS, RUN, WEIGHTS_FILE, ZERO_SHOT, ZERO_SHOT_SEED, ModelSource, check_same_model, \
-    file_digest
-
-
+from c4c.run.source import (_SPEC_KEYS, RUN, WEIGHTS_FILE, ZERO_SHOT, ZERO_SHOT_SEED, ModelSource, check_same_model,
+                            file_digest)
 
 
 def run_source(loaded, known_weights: dict | None = None) -> ModelSource:
@@ -35,8 +34,6 @@ def build_zero_shot(spec, device: str = "cpu", known_weights: dict | None = None
     """``(model in eval mode, ModelSource)`` of zero-shot ``spec``; random parts come from a fixed seed, so
     the same spec always gives the same model."""
     import torch
-
-    from c4c.model.load import build_model
 
     pre = str(spec.pretrained).strip()
     weights = None
@@ -64,7 +61,6 @@ def load_source(source: ModelSource, device: str = "cpu", *, force: bool = False
         check_same_model(now, source, have_what="the model rebuilt now", want_what="the recorded one", force=force,
                          hint="the zero-shot weights file changed since; re-encode, or pass --force")
         return model, {}, now
-    from c4c.model.load import load_run
 
     if not source.run:
         raise C4CError("the file does not say which run made its vectors", hint="pass --run RUN_DIR")

@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from c4c import choices
 from c4c.errors import C4CError
+from c4c.run.source import from_record
 from c4c.search.moments import Moment
 
 MAX_K = 100             # results per query at most
@@ -135,8 +136,6 @@ def public(moment: Moment) -> dict:
 
 
 def _model_line(searcher) -> tuple[str | None, str | None]:
-    from c4c.run.source import from_record
-
     meta = searcher.index.meta or {}
     source = from_record(meta.get("model"), run=meta.get("run"), checkpoint=meta.get("checkpoint"))
     return (source.describe(), source.fingerprint) if source is not None else (None, None)

@@ -24,10 +24,14 @@ import numpy as np
 
 from c4c.atomic import write_json
 from c4c.choices import RERANKERS
+from c4c.data.embeddings import Embeddings
 from c4c.errors import C4CError
 from c4c.evaluation import LooseScores, tight_matrix
+from c4c.metrics import rerank as reranking
+from c4c.metrics.retrieval import blockwise_metrics, matrix_metrics
 from c4c.options import check_config
 from c4c.outputs import Output, guard, json_with_format
+from c4c.run.source import check_same_model
 from c4c.stages.evaluate_config import EvaluateConfig
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,6 @@ class EvaluateResult:
 def check_bank_model(bank, emb, force: bool = False) -> None:
     """C4CError naming both models when the bank was encoded by another model than the evaluated file
     (their fingerprints differ; files without one are compared by run and checkpoint)."""
-    from c4c.run.source import check_same_model
 
     have, want = bank.model_source, emb.model_source
     if have is None or want is None:
@@ -58,7 +61,6 @@ def _bank_scores(bank_path: Path, emb, text: np.ndarray, video: np.ndarray, forc
                  ) -> dict[str, np.ndarray]:
     """Bank-vs-gallery similarities for QB-Norm: bank captions vs test videos (t2v) and bank videos vs
     test captions (v2t), with the test file's logit scale."""
-    from c4c.data.embeddings import Embeddings
 
     bank = Embeddings(bank_path)
     check_bank_model(bank, emb, force)
@@ -82,23 +84,21 @@ def _bank_scores(bank_path: Path, emb, text: np.ndarray, video: np.ndarray, forc
 
 def _rerank_metrics(method: str, sim: np.ndarray, groups: np.ndarray, cfg: EvaluateConfig,
                     bank: dict[str, np.ndarray] | None, logit_scale: float) -> dict:
-    from c4c.metrics.rerank import TRANSDUCTIVE, rerank
-    from c4c.metrics.retrieval import blockwise_metrics
 
     params = dict(cfg.rerank_params.get(method, {}))
     if method == "qbnorm":
         # QB-Norm's beta = 20 is for cosine scores; ours carry the learned scale (about 100)
         params.setdefault("beta", QBNORM_COSINE_BETA / logit_scale)
-    t2v = rerank(method, sim, bank_sim=bank["t2v"] if bank else None, **params)
+    t2v = reranking.rerank(method, sim, bank_sim=bank["t2v"] if bank else None, **params)
     v2t_bank = bank["v2t"] if bank else None
     if method == "qbnorm" and v2t_bank is None:
         v2t = sim.T
         log.warning("qbnorm: the bank has no videos, video-to-text is left un-normalised")
     else:
-        v2t = rerank(method, sim.T, bank_sim=v2t_bank, **params)
+        v2t = reranking.rerank(method, sim.T, bank_sim=v2t_bank, **params)
     both = blockwise_metrics(lambda a, b: t2v[a:b], lambda a, b: v2t[a:b], groups, sim.shape[1],
                              chunk=cfg.chunk, ties=cfg.ties)
-    return {"t2v": both["t2v"], "v2t": both["v2t"], "transductive": method in TRANSDUCTIVE, "params": params}
+    return {"t2v": both["t2v"], "v2t": both["v2t"], "transductive": method in reranking.TRANSDUCTIVE, "params": params}
 
 
 METRICS_FORMAT = "c4c-retrieval-metrics"  # metrics.json
@@ -118,9 +118,6 @@ def run(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None = None) -> 
 
 
 def _score(cfg: EvaluateConfig, on_event: Callable[[dict], None] | None) -> EvaluateResult:
-    from c4c.data.embeddings import Embeddings
-    from c4c.metrics.retrieval import blockwise_metrics, matrix_metrics
-
     emit = on_event or (lambda event: None)
     t0 = time.perf_counter()
     methods = [m for m in dict.fromkeys(cfg.rerank) if m != "none"]

@@ -31,13 +31,14 @@ from typing import Callable
 from c4c import interrupt
 from c4c.atomic import DiskFull, disk_full_is_an_error, write_json, write_text
 from c4c.datasets.records import check_video_id
+from c4c.datasets.registry import read_annotations
 from c4c.errors import C4CError
-from c4c.outputs import Output, check_outputs
+from c4c.lock import writer_lock
 from c4c.options import check_config
+from c4c.outputs import Output, check_outputs
 from c4c.stages.extract_config import ExtractConfig
 from c4c.video import layout, shards, staging
 from c4c.video.ffmpeg_bin import ffmpeg_exe
-from c4c.lock import writer_lock
 # index_shards and parse_shard_index: `c4c extract --write-manifest DIR` and `--shard-index` call them through here
 from c4c.video.shards import shard_set_state
 from c4c.video.workers import Job, Outcome, run_units, work_units
@@ -154,7 +155,6 @@ def _pick(paths: list[Path]) -> Path:
 
 def jobs_from_annotations(config: ExtractConfig) -> tuple[list[Job], list[Failure]]:
     """One job per distinct video the annotations name; videos without a file become failures."""
-    from c4c.datasets.registry import read_annotations
 
     if config.videos_dir is None:
         raise C4CError("an annotation file needs --videos DIR (the folder holding the videos)",

@@ -20,11 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from c4c.choices import TEXT_PRECISIONS
+from c4c.data.embeddings import Embeddings
+from c4c.data.text import CaptionTokenizer
 from c4c.errors import C4CError
+from c4c.model.load import load_run, resolve_device
 from c4c.options import Replaces
 from c4c.outputs import Output, guard
+from c4c.run.source import check_same_model, from_record
+from c4c.search.build import faiss_module
+from c4c.search.index import VectorIndex, build_index
 from c4c.search.index_dir import holds_only_an_index, index_meta, settings_of
-from c4c.search.moments import Moment
+from c4c.search.moments import Moment, RowTable, group_hits
+from c4c.search.source import load_source, run_source
+from c4c.stages import library
+from c4c.video.store import FrameStore
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +69,6 @@ def build(cfg: IndexConfig, progress: Callable | None = None) -> IndexResult:
 
 
 def _build(cfg: IndexConfig, progress: Callable | None = None) -> IndexResult:
-    from c4c.data.embeddings import Embeddings
-    from c4c.search.index import build_index
-    from c4c.search.moments import RowTable
-
     t0 = time.perf_counter()
     emb = Embeddings(cfg.emb)
     vectors = emb.video_emb()
@@ -82,7 +88,6 @@ def _build(cfg: IndexConfig, progress: Callable | None = None) -> IndexResult:
 
 def resolve_index_dir(path: Path) -> Path:
     """The INDEX_DIR to open for ``path``: the folder itself, or the index a library folder keeps."""
-    from c4c.stages import library
 
     path = Path(path)
     if library.is_library(path):
@@ -125,14 +130,6 @@ class Searcher:
                  device: str = "auto", force: bool = False, precision: str = "fp32",
                  threads: int | None = None) -> None:
         import torch
-
-        from c4c.data.text import CaptionTokenizer
-        from c4c.model.load import load_run, resolve_device
-        from c4c.search.index import VectorIndex
-        from c4c.run.source import check_same_model, from_record
-        from c4c.search.source import load_source, run_source
-
-        from c4c.choices import TEXT_PRECISIONS
 
         if precision not in TEXT_PRECISIONS:
             raise C4CError(f"unknown precision {precision!r}", hint=f"choose one of: {', '.join(TEXT_PRECISIONS)}")
@@ -186,7 +183,6 @@ class Searcher:
         if self.threads is None:
             yield
             return
-        from c4c.search.build import faiss_module
 
         torch, faiss = self._torch, faiss_module()
         before = (torch.get_num_threads(), faiss.omp_get_max_threads())
@@ -224,7 +220,6 @@ class Searcher:
     def search(self, queries: list[str], k: int = 10, group: str = "moment") -> list[list[Moment]]:
         """The ``k`` best moments of each query, best first (``group``: ``moment`` merges overlapping
         windows of a video, ``video`` keeps one moment per video; c4c.search.moments)."""
-        from c4c.search.moments import group_hits
 
         if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
             raise C4CError("empty query", hint='give the text to search for, e.g. "a man is cooking pasta"')
@@ -260,8 +255,6 @@ class Searcher:
     def thumbnail(self, moment: Moment):
         """The stored frame nearest the middle of ``moment``: uint8 ``[S, S, 3]`` RGB."""
         import numpy as np
-
-        from c4c.video.store import FrameStore
 
         path = self.frame_store_of(moment.video_id)
         if path is None or not Path(path).exists():

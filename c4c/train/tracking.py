@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from c4c.atomic import write_text
 from c4c.choices import REPORTERS
 from c4c.errors import C4CError
 
@@ -121,7 +122,6 @@ def _wandb_id(run_dir: Path) -> str:
     path = run_dir / "wandb-id"
     if path.is_file():
         return path.read_text(encoding="utf-8").strip()
-    from c4c.atomic import write_text
 
     run_id = secrets.token_hex(8)
     write_text(path, run_id + "\n")

@@ -32,8 +32,9 @@ import numpy as np
 
 from c4c.errors import C4CError, first_line
 from c4c.video.jpeg import decode_jpegs
-from c4c.video.layout import (check_frames, check_timestamps, check_video, damaged_hint, open_h5,
-                              read_settings, refuse_link, settings_from_attrs)
+from c4c.video.layout import (check_frames, check_timestamps, check_video, damaged_hint, open_h5, read_settings,
+                              refuse_link, settings_from_attrs)
+from c4c.video.shards import is_shard_set, read_manifest
 
 if TYPE_CHECKING:
     from c4c.video.shards import ShardSet
@@ -70,8 +71,6 @@ class FrameStore:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from c4c.video.shards import is_shard_set, read_manifest  # that module builds on this one
-
         self.path = Path(path)
         self.shards: ShardSet | None = None
         if is_shard_set(self.path):
