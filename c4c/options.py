@@ -104,13 +104,18 @@ def check_config(cfg: Any) -> None:
     get the checks the command line's types give."""
     kinds = types_of(type(cfg))
     for f in option_fields(type(cfg)):
-        value = getattr(cfg, f.name)
+        value, name = getattr(cfg, f.name), flag_of(f)
         allowed = allowed_values(kinds[f.name])
         if allowed is not None and value is not None and value not in allowed:
-            raise C4CError(f"unknown {flag(f.name)} {value!r}", hint=f"choose one of: {', '.join(map(str, allowed))}")
+            raise C4CError(f"unknown {name} {value!r}", hint=f"choose one of: {', '.join(map(str, allowed))}")
         rule = info_of(f).rule
         if rule is not None:
-            check(f.name, value, rule)
+            check(name, value, rule)
+
+
+def flag_of(f: Field) -> str:
+    """The long flag of option field ``f``: its first declared ``--`` flag, else ``--field-name``."""
+    return next((name for name in info_of(f).flags if name.startswith("--")), flag(f.name))
 
 
 # --- options that several commands share ---------------------------------------------------------

@@ -10,37 +10,29 @@ from c4c import choices, option_rules
 from c4c.cli import options as opt
 from c4c.cli import ui
 from c4c.errors import C4CError
-from c4c.options import check_config
+from c4c.options import check_config, rules_of
+from c4c.synth.clips import COLOURS, SHAPES, SynthSettings
 from c4c.stages.extract_config import ExtractConfig
 
 
 # The numbers `c4c synth` takes: more videos, frames or pixels than this is a typo, not a dataset.
-SYNTH_RULES: dict[str, option_rules.Rule] = {
-    "count": option_rules.count(1, 100_000),
-    "seed": option_rules.SEED,
-    "duration": option_rules.positive(3600.0),
-    "fps": option_rules.count(1, 240),
-    "width": option_rules.count(32, 4096),
-    "height": option_rules.count(32, 4096),
-}
+DURATION = option_rules.positive(3600.0)
+SYNTH_RULES: dict[str, option_rules.Rule] = {**rules_of(SynthSettings), "duration": DURATION}
 
 
+@opt.from_config(SynthSettings)
 def synth_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write videos/*.mp4, annotations.jsonl and synth.json into.")],
     kind: Annotated[choices.SynthKind, typer.Option(
         help="retrieval (short captioned clips) or howto (long videos with timed ASR-like captions in the "
              "HowTo100M files caption.json and HowTo100M_v1.csv, for `c4c pretrain`).")] = "retrieval",
-    count: Annotated[int, typer.Option("--count", "-n", help="Number of videos to make.")] = 24,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same dataset.")] = 0,
     duration: Annotated[Optional[float], typer.Option(
         help="Seconds of motion per video [default: 4]; with --kind howto the longest video [default: 60; "
              "lengths are drawn from a third of it up to it].")] = None,
-    fps: Annotated[int, typer.Option(help="Frame rate of the generated files.")] = 10,
-    width: Annotated[int, typer.Option(help="Frame width in pixels (even).")] = 128,
-    height: Annotated[int, typer.Option(help="Frame height in pixels (even).")] = 96,
-    shapes: Annotated[str, typer.Option(help="Comma-separated shapes to use.")] = "circle,square,triangle",
-    colours: Annotated[str, typer.Option(help="Comma-separated colours to use.")] = "red,green,blue,yellow,white,magenta",
+    shapes: Annotated[str, typer.Option(help="Comma-separated shapes to use.")] = ",".join(SHAPES),
+    colours: Annotated[str, typer.Option(help="Comma-separated colours to use.")] = ",".join(COLOURS),
     quiet: opt.Quiet = False,
+    **settings,
 ) -> None:
     """Generate a small captioned video dataset of moving coloured shapes (deterministic from --seed).
 
@@ -62,19 +54,19 @@ def synth_cmd(
 
         c4c synth /tmp/motion --count 400 --shapes circle --colours red   # only motion tells captions apart
     """
-    option_rules.check_all({"count": count, "seed": seed, "duration": duration, "fps": fps, "width": width,
-                            "height": height}, SYNTH_RULES)
+    check_config(SynthSettings(out_dir=out_dir, **settings))
+    option_rules.check("duration", duration, DURATION)
     from c4c import synth
 
     ui.setup_logging(quiet)
-    common = dict(out_dir=out_dir, videos=count, seed=seed, fps=fps, width=width, height=height,
-                  shapes=tuple(s.strip() for s in shapes.split(",")), colours=tuple(c.strip() for c in colours.split(",")))
-    if kind == "howto":
-        config, make = synth.HowToConfig(duration=60.0 if duration is None else duration, **common), synth.run_howto
-    else:
-        config, make = synth.SynthConfig(duration=4.0 if duration is None else duration, **common), synth.run
+    common = dict(out_dir=out_dir, shapes=tuple(s.strip() for s in shapes.split(",")),
+                  colours=tuple(c.strip() for c in colours.split(",")), **settings)
+    if duration is not None:
+        common["duration"] = duration
+    config, make = (synth.HowToConfig(**common), synth.run_howto) if kind == "howto" else \
+        (synth.SynthConfig(**common), synth.run)
     with ui.progress(quiet, "videos") as bar:
-        task = bar.add_task("synth", total=count)
+        task = bar.add_task("synth", total=config.videos)
         result = make(config, on_video=lambda done, total: bar.update(task, completed=done))
     ui.print_table("c4c synth", [("videos", result.videos), ("captions", result.captions),
                                  *[(f"{k} videos", v) for k, v in result.splits.items()],

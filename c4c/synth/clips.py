@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 from c4c.atomic import write_text
 from c4c.choices import SPLITS
 from c4c.errors import C4CError
+from c4c.option_rules import SEED, count
+from c4c.options import option
 from c4c.synth import folder
 
 if TYPE_CHECKING:
@@ -78,22 +80,28 @@ _TWO_MOVES = (
     "{c} {s} going {m1} then {m2}",
 )
 
-@dataclass
-class SynthConfig:
-    """Settings of a synthetic dataset; everything but ``out_dir`` is saved in synth.json."""
+@dataclass(kw_only=True)
+class SynthSettings:
+    """What both kinds of synthetic dataset take (`c4c synth`'s options)."""
 
     out_dir: Path
-    videos: int = 24  # number of videos
-    seed: int = 0  # numpy.random.default_rng seed: same seed, same dataset
-    duration: float = 4.0  # seconds of motion (the file has round(duration * fps) + 1 frames)
-    fps: int = 10  # frame rate of the generated files
-    width: int = 128  # frame width in pixels (even, >= 32)
-    height: int = 96  # frame height in pixels (even, >= 32)
-    val_fraction: float = 0.15  # share of videos in the val split
-    test_fraction: float = 0.25  # share of videos in the test split
+    videos: int = option(24, "Number of videos to make.", flags=("--count", "-n"), rule=count(1, 100_000))
+    seed: int = option(0, "Random seed; the same seed gives the same dataset.", rule=SEED)
+    fps: int = option(10, "Frame rate of the generated files.", rule=count(1, 240))
+    width: int = option(128, "Frame width in pixels (even).", rule=count(32, 4096))
+    height: int = option(96, "Frame height in pixels (even).", rule=count(32, 4096))
     crf: int = 18  # x264 quality (0 = lossless, 51 = worst)
     shapes: tuple[str, ...] = SHAPES  # shapes to draw from (fewer: motion carries more of the caption)
     colours: tuple[str, ...] = tuple(COLOURS)  # colours to draw from
+
+
+@dataclass(kw_only=True)
+class SynthConfig(SynthSettings):
+    """Settings of a synthetic dataset; everything but ``out_dir`` is saved in synth.json."""
+
+    duration: float = 4.0  # seconds of motion (the file has round(duration * fps) + 1 frames)
+    val_fraction: float = 0.15  # share of videos in the val split
+    test_fraction: float = 0.25  # share of videos in the test split
 
 
 @dataclass

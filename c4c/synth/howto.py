@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from c4c.atomic import write_json, write_text
 from c4c.errors import C4CError
 from c4c.synth import folder
-from c4c.synth.clips import (COLOURS, SHAPES, SynthConfig, SynthResult, SynthVideo, check_common, draw_motions,
+from c4c.synth.clips import (SynthConfig, SynthResult, SynthSettings, SynthVideo, check_common, draw_motions,
                              draw_waypoints, render_frames, template_words)
 
 if TYPE_CHECKING:
@@ -52,23 +52,15 @@ _NARRATE_TWO = (
 )
 
 
-@dataclass
-class HowToConfig:
-    """Settings of a synthetic HowTo100M-like corpus (``c4c synth --kind howto``)."""
+@dataclass(kw_only=True)
+class HowToConfig(SynthSettings):
+    """Settings of a synthetic HowTo100M-like corpus (``c4c synth --kind howto``); ``videos`` counts the
+    videos in caption.json and HowTo100M_v1.csv, all categories together."""
 
-    out_dir: Path
-    videos: int = 24  # videos in caption.json and HowTo100M_v1.csv, all categories together
-    seed: int = 0
     duration: float = 60.0  # the longest video (s); lengths are drawn from duration/3 .. duration
-    fps: int = 10
-    width: int = 128
-    height: int = 96
     segment_min: float = 4.0  # seconds of one narrated action, drawn from segment_min .. segment_max
     segment_max: float = 8.0
     other_fraction: float = 0.25  # share of videos in other categories than Food and Entertaining
-    crf: int = 18
-    shapes: tuple[str, ...] = SHAPES
-    colours: tuple[str, ...] = tuple(COLOURS)
 
 
 @dataclass(frozen=True)
