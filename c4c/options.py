@@ -145,6 +145,17 @@ class Forced:
 
 
 @dataclass(kw_only=True)
+class QueryModel(OnDevice, Forced):
+    """The model that encodes a search query: the one the index names, or a run of that same model."""
+
+    PANEL: ClassVar[str] = "Model"
+    run: Path | None = option(None, "Run whose text tower encodes the query [default: the model the index names]; "
+                                    "must be the same model.")
+    precision: choices.TextPrecision = option("fp32", "Text tower weights: fp32, or bf16 (faster on a CPU; query "
+                                                      "embeddings within about 1e-4 in cosine).")
+
+
+@dataclass(kw_only=True)
 class Replaces:
     """A command whose output may already exist."""
 

@@ -2,14 +2,14 @@
 
 import json
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, List
 
 import typer
 
 from c4c import choices, option_rules
 from c4c.cli import options as opt
 from c4c.cli import ui
-from c4c.options import Forced, Hardware, OnDevice, Replaces, check_config, option_fields
+from c4c.options import Hardware, QueryModel, Replaces, check_config, option_fields
 from c4c.stages.encode import EncodeConfig
 from c4c.stages.evaluate_config import EvaluateConfig
 from c4c.stages.library import LibraryConfig
@@ -264,7 +264,7 @@ def _clock(seconds: float | None) -> str:
 SEARCH_RULES = {"-k": option_rules.count(1, 10_000)}
 
 
-@opt.from_config(OnDevice, Forced)
+@opt.from_config(QueryModel)
 def search_cmd(
     index: Annotated[Path, typer.Argument(help="Index folder from `c4c index` (or a library folder).")],
     queries: Annotated[List[str], typer.Argument(help="One or more text queries.")],
@@ -272,10 +272,6 @@ def search_cmd(
     group: Annotated[choices.Group, typer.Option(
         help="moment: overlapping windows of a video merge into one result (the best window's score and span); "
              "video: one result per video.")] = "moment",
-    run: Annotated[Optional[Path], typer.Option(
-        help="Run whose text tower encodes the query [default: the model the index names]; must be the same model.")] = None,
-    precision: Annotated[choices.TextPrecision, typer.Option(
-        help="Text tower weights: fp32, or bf16 (faster on a CPU; query embeddings within about 1e-4 in cosine).")] = "fp32",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     quiet: opt.Quiet = False,
     **settings,
@@ -300,7 +296,7 @@ def search_cmd(
     from c4c.stages import search
 
     ui.setup_logging(quiet or as_json)
-    searcher = search.Searcher(index, run=run, precision=precision, **settings)
+    searcher = search.Searcher(index, **settings)
     results = searcher.search(list(queries), k, group=group)
     warnings = searcher.query_warnings(list(queries))
     for query, warning in zip(queries, warnings):

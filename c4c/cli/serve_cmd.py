@@ -1,28 +1,26 @@
 """`c4c serve INDEX`: a search page and JSON API over an index, the model loaded once."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from c4c import option_rules
 from c4c.cli import options as opt
 from c4c.cli import ui
-from c4c.options import Forced, OnDevice
+from c4c.options import QueryModel
 
 
 SERVE_RULES = {"port": option_rules.count(0, 65535)}   # 0: a free port
 
 
-@opt.from_config(OnDevice, Forced)
+@opt.from_config(QueryModel)
 def serve_cmd(
     index: Annotated[Path, typer.Argument(help="Index folder from `c4c index` (or a library folder).")],
     host: Annotated[str, typer.Option(
         help="Address to listen on; anything but 127.0.0.1, ::1 or localhost lets other machines in (no login).")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: a free one, printed at start).")] = 8000,
-    run: Annotated[Optional[Path], typer.Option(
-        help="Run whose text tower encodes the query [default: the model the index names]; must be the same model.")] = None,
     quiet: opt.Quiet = False,
     **settings,
 ) -> None:
@@ -52,7 +50,7 @@ def serve_cmd(
     ui.setup_logging(quiet)
     sock = bind(host, port)  # before loading the model: a port in use fails at once
     try:
-        searcher = Searcher(index, run=run, **settings)
+        searcher = Searcher(index, **settings)
         app = create_app(searcher)
         url = url_of(sock)
         unplayable = app.state.videos.unplayable()

@@ -25,7 +25,7 @@ from c4c.data.embeddings import Embeddings
 from c4c.data.text import CaptionTokenizer
 from c4c.errors import C4CError
 from c4c.model.load import load_run, resolve_device
-from c4c.options import Replaces
+from c4c.options import QueryModel, Replaces
 from c4c.outputs import Output, guard
 from c4c.run.source import check_same_model, from_record
 from c4c.search.build import faiss_module
@@ -127,7 +127,8 @@ class Searcher:
     """
 
     def __init__(self, index_dir: Path, *, run: Path | None = None, checkpoint: str | None = None,
-                 device: str = "auto", force: bool = False, precision: str = "fp32",
+                 device: str = QueryModel.device, force: bool = QueryModel.force,
+                 precision: str = QueryModel.precision,
                  threads: int | None = None) -> None:
         import torch
 
