@@ -15,7 +15,7 @@ Two collections, both L2-normalised float32:
   are still as hard to tell apart as in the iid case.
 
 Queries are fresh draws from the same distribution (not members of the collection). The ground
-truth is :func:`c4c.search.index.exact_topk` (NumPy brute force, independent of faiss).
+truth is :func:`c4c.search.exact.exact_topk` (NumPy brute force, independent of faiss).
 
 Queries/s: ``VectorIndex.search`` on the whole query batch in one call (k=10), faiss on
 ``--threads`` threads. Each kind is timed in ``--repeats`` rounds of one flat batch followed by
@@ -52,7 +52,9 @@ from pathlib import Path
 import numpy as np
 
 from c4c.atomic import write_json
-from c4c.search.index import INDEX_KINDS, IndexSettings, VectorIndex, exact_topk, recall_at_k
+from c4c.search.exact import exact_topk, recall_at_k
+from c4c.search.index import VectorIndex
+from c4c.search.settings import INDEX_KINDS, IndexSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 10

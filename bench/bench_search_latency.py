@@ -48,7 +48,8 @@ def queries(n: int, seed: int = 0) -> list[str]:
 def build(folder: Path, n: int, dim: int = 512) -> None:
     """An INDEX_DIR of ``n`` random unit moments (10 windows of 10 s, stride 5 s, per video) whose model
     is zero-shot ViT-B-32 / none."""
-    from c4c.search.index import IndexSettings, VectorIndex
+    from c4c.search.index import VectorIndex
+    from c4c.search.settings import IndexSettings
     from c4c.search.moments import RowTable
     from c4c.run.source import ZERO_SHOT, ModelSource
 
@@ -91,7 +92,8 @@ def main() -> None:
     import torch
 
     from c4c.atomic import write_json
-    from c4c.search.index import IndexSettings, VectorIndex
+    from c4c.search.index import VectorIndex
+    from c4c.search.settings import IndexSettings
     from c4c.search.moments import group_hits
     from c4c.stages.search import Searcher
 

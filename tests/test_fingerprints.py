@@ -92,7 +92,7 @@ def test_a_qbnorm_bank_of_another_model_is_an_error_naming_both(two_runs):
 
 def test_an_index_records_the_model_and_its_fingerprint(two_runs):
     from c4c.data.embeddings import Embeddings
-    from c4c.search.index import read_manifest
+    from c4c.search.index_dir import read_manifest
 
     meta = read_manifest(two_runs["index"])["meta"]
     emb = Embeddings(two_runs["own"])

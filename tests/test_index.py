@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from c4c.errors import C4CError
-from c4c.search.index import (INDEX_FORMAT, INDEX_KINDS, INDEX_VERSION, IndexSettings, VectorIndex, auto_nlist,
-                              auto_pq_m, build_index, exact_topk, read_manifest, recall_at_k, resolve_settings)
-from c4c.search.index_dir import settings_of
-from c4c.search.settings import PARAMS, IndexKindName
+from c4c.search.exact import exact_topk, recall_at_k
+from c4c.search.index import VectorIndex, build_index
+from c4c.search.index_dir import INDEX_FORMAT, INDEX_VERSION, read_manifest, settings_of
+from c4c.search.settings import (INDEX_KINDS, PARAMS, IndexKindName, IndexSettings, auto_nlist, auto_pq_m,
+                                 resolve_settings)
 
 APPROXIMATE = [kind for kind in INDEX_KINDS if kind != "flat"]  # flat is the exact reference
 

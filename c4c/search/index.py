@@ -20,14 +20,12 @@ import numpy as np
 from c4c import __version__
 from c4c.errors import C4CError
 from c4c.search.build import Progress, apply_search_params, build_faiss, faiss_module
-from c4c.search.exact import exact_topk, recall_at_k
 from c4c.search.index_dir import (IDS_FILE, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION, check_destination, read_ids,
                                   read_manifest, read_rows, settings_from, write_dir)
 from c4c.search.moments import RowTable
-from c4c.search.settings import INDEX_KINDS, IndexSettings, auto_nlist, auto_pq_m, resolve_settings
+from c4c.search.settings import INDEX_KINDS, IndexSettings, resolve_settings
 
-__all__ = ["INDEX_FORMAT", "INDEX_KINDS", "INDEX_VERSION", "IndexSettings", "VectorIndex", "auto_nlist",
-           "auto_pq_m", "build_index", "exact_topk", "read_manifest", "recall_at_k", "resolve_settings"]
+__all__ = ["VectorIndex", "build_index"]
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,6 @@ from c4c.outputs import Output, check_outputs
 from c4c.stages.extract_config import ExtractConfig
 from c4c.video import layout, shards, staging
 from c4c.video.ffmpeg_bin import ffmpeg_exe
-# index_shards and parse_shard_index: `c4c extract --write-manifest DIR` and `--shard-index` call them through here
 from c4c.video.shards import shard_set_state
 from c4c.video.workers import Job, Outcome, run_units, work_units
 
