@@ -33,7 +33,8 @@ from c4c.run.folder import ModelSpec, RunFolder
 
 log = logging.getLogger(__name__)
 
-_EXTRA_PREFIXES = ("head.", "decoder.", "clip.visual.conv2.")
+_EXTRA_PREFIXES = ("head.", "decoder.")
+_PATCH3D_PREFIX = "clip.visual.conv2."  # c4c's 3-D patch on a ViT (a ResNet's own conv2 is CLIP's)
 
 
 @dataclass
@@ -80,9 +81,9 @@ def _export(run: Path, out: Path, *, which: str | None, overwrite: bool) -> Expo
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise C4CError("export folder is not empty", path=out, hint="choose a new --out, or pass --overwrite")
     state = checkpoint.load_model_state(ckpt)
-    clip_state = {k[len("clip."):]: v for k, v in state.items()
-                  if k.startswith("clip.") and not k.startswith(_EXTRA_PREFIXES)}
-    extra = {k: v for k, v in state.items() if k.startswith(_EXTRA_PREFIXES)}
+    prefixes = _EXTRA_PREFIXES + ((_PATCH3D_PREFIX,) if spec.patch == "3d" else ())
+    clip_state = {k[len("clip."):]: v for k, v in state.items() if k.startswith("clip.") and not k.startswith(prefixes)}
+    extra = {k: v for k, v in state.items() if k.startswith(prefixes)}
     model_cfg = _clip_model_config(spec)
     image_size = model_cfg["vision_cfg"]["image_size"]
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from c4c import choices
 from c4c.errors import C4CError
 from c4c.model.backbone import build_clip
 from c4c.model.clip4clip import CLIP4Clip, symmetric_cross_entropy
-from c4c.model.heads import HEADS, make_head
+from c4c.model.heads import HEADS, make_head, random_init_note
 
 
 @pytest.fixture(scope="module")
@@ -111,15 +111,19 @@ def test_heads_from_text_layers_start_as_clips_text_blocks(tiny_clip, sim):
 
 
 @pytest.mark.parametrize("sim", list(HEADS))
-def test_heads_from_text_layers_refuse_a_clip_whose_text_width_is_not_the_embedding_size(tiny_clip, sim):
+def test_heads_start_fresh_when_the_text_width_is_not_the_embedding_size(tiny_clip, sim):
     clip = copy.deepcopy(tiny_clip)
     width = clip.transformer.width
-    clip.text_projection = nn.Parameter(torch.zeros(width, 2 * width))
-    if HEADS[sim].from_text_layers:
-        with pytest.raises(C4CError, match=f"{sim} is initialised from CLIP's text layers"):
-            CLIP4Clip(clip, sim=sim)
-    else:
-        assert CLIP4Clip(clip, sim=sim).sim == sim
+    clip.text_projection = nn.Parameter(torch.randn(width, 2 * width) * 0.1)
+    clip.visual.proj = nn.Parameter(torch.randn(clip.visual.proj.shape[0], 2 * width) * 0.1)
+    model = CLIP4Clip(clip, sim=sim)
+    blocks = _blocks(model.head)
+    assert all(b.attn.embed_dim == 2 * width for b in blocks)          # the embedding's width, not the text's
+    note = random_init_note(model)
+    assert (note is not None and "start from random init" in note) is HEADS[sim].from_text_layers
+    video, mask = torch.randint(0, 255, (2, 3, 32, 32, 3), dtype=torch.uint8), torch.ones(2, 3, dtype=torch.bool)
+    ids = torch.tensor([[49406, 320, 49407, 0], [49406, 320, 321, 49407]])
+    assert model(ids, video, mask).isfinite()
 
 
 @pytest.mark.parametrize("sim", list(HEADS))

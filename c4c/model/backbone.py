@@ -22,6 +22,7 @@ from pathlib import Path
 
 from c4c.choices import ACTIVATIONS, QUICKGELU_TAGS
 from c4c.errors import C4CError
+from c4c.model.towers import context_length, embed_dim
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,8 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
     if clip in BUILTIN or clip.endswith(".json"):
         path = BUILTIN.get(clip, Path(clip))
         cfg = {**_load_json_config(path), "quick_gelu": quick_gelu}
-        model = open_clip.CLIP(**cfg, cast_dtype=torch.float16 if fp16_weights else None)
+        kind = open_clip.CustomTextCLIP if cfg.pop("custom_text", False) else open_clip.CLIP
+        model = kind(**cfg, cast_dtype=torch.float16 if fp16_weights else None)
         name = clip
         if pre.lower() not in ("none", ""):
             _load_weights_file(model, pre)
@@ -258,30 +260,37 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
     image_size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else int(visual.image_size)
     quick = uses_quick_gelu(model)
     info = BackboneInfo(name=name, pretrained=pre, image_size=int(image_size),
-                        embed_dim=int(model.text_projection.shape[1]),
-                        context_length=int(model.positional_embedding.shape[0]),
+                        embed_dim=embed_dim(model), context_length=context_length(model),
                         parameters=sum(p.numel() for p in model.parameters()),
                         quick_gelu=quick, activation="quickgelu" if quick else "gelu")
     return model, info
+
+
+def _open_clip_blocks(clip) -> list:
+    """open_clip's own transformer blocks in the CLIP (none in a timm image tower or a Hugging Face text
+    tower, whose activations their own configs fix)."""
+    from open_clip.transformer import ResidualAttentionBlock
+
+    return [m for m in clip.modules() if isinstance(m, ResidualAttentionBlock) and hasattr(m.mlp, "gelu")]
 
 
 def uses_quick_gelu(clip) -> bool:
     """Whether the CLIP model's blocks use QuickGELU."""
     from open_clip.transformer import QuickGELU
 
-    return isinstance(clip.transformer.resblocks[0].mlp.gelu, QuickGELU)
+    blocks = _open_clip_blocks(clip)
+    return bool(blocks) and isinstance(blocks[0].mlp.gelu, QuickGELU)
 
 
 def set_activation(clip, quick_gelu: bool) -> None:
-    """Use QuickGELU (OpenAI weights) or GELU in every CLIP block. Activations hold no weights, so a
-    model rebuilt from a checkpoint without its pretrained tag must have them set explicitly."""
+    """Use QuickGELU (OpenAI weights) or GELU in every open_clip block of the CLIP. Activations hold no
+    weights, so a model rebuilt from a checkpoint without its pretrained tag must have them set explicitly."""
     from open_clip.transformer import QuickGELU
     from torch import nn
 
-    for tower in (clip.transformer, clip.visual.transformer):
-        for block in tower.resblocks:
-            if isinstance(block.mlp.gelu, QuickGELU) != quick_gelu:
-                block.mlp.gelu = QuickGELU() if quick_gelu else nn.GELU()
+    for block in _open_clip_blocks(clip):
+        if isinstance(block.mlp.gelu, QuickGELU) != quick_gelu:
+            block.mlp.gelu = QuickGELU() if quick_gelu else nn.GELU()
 
 
 def _load_weights_file(model, path: str) -> None:

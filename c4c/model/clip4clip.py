@@ -19,7 +19,7 @@ from c4c.choices import CLIP_MEAN, CLIP_STD, PATCHES
 from c4c.errors import C4CError
 from c4c.model.attention import use_direct_attention
 from c4c.model.heads import HEADS, head_of
-from c4c.model.towers import image_class_features, text_eot_features
+from c4c.model.towers import context_length, image_class_features, image_features, is_openai_vit, text_features
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +49,19 @@ class CLIP4Clip(nn.Module):
         self.sim = sim
         self.patch = patch
         head = head_of(sim)
-        embed_dim = int(clip.text_projection.shape[1])
-        if head.from_text_layers and clip.transformer.width != embed_dim:
-            raise C4CError(f"{sim} is initialised from CLIP's text layers, which needs text width "
-                           f"{clip.transformer.width} == embedding size {embed_dim}; this CLIP differs")
+        if patch == "3d" and not is_openai_vit(clip.visual):
+            raise C4CError("--patch 3d widens the patch convolution of a ViT image tower (open_clip's "
+                           f"VisionTransformer); this CLIP's image tower is a {type(clip.visual).__name__}",
+                           hint="use --patch 2d with this backbone")
         if patch == "3d":
             clip.visual.conv2 = make_patch3d(clip.visual.conv1)
         self.head = head.build(clip, temporal_layers)
         use_direct_attention(self)  # same results as open_clip's attention, without its layout copies
         size = clip.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        mean = getattr(clip.visual, "image_mean", None) or CLIP_MEAN
-        std = getattr(clip.visual, "image_std", None) or CLIP_STD
+        preprocess = getattr(clip.visual, "preprocess_cfg", None) or {}
+        mean = preprocess.get("mean") or getattr(clip.visual, "image_mean", None) or CLIP_MEAN
+        std = preprocess.get("std") or getattr(clip.visual, "image_std", None) or CLIP_STD
         self.register_buffer("pixel_scale", (1.0 / (255.0 * torch.tensor(std))).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_shift", (torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1),
                              persistent=False)
@@ -74,11 +75,10 @@ class CLIP4Clip(nn.Module):
 
     def encode_text(self, text_ids: torch.Tensor) -> torch.Tensor:
         """``[B, W]`` ids -> ``[B, D]`` EOT features (not normalised); W <= CLIP's context length."""
-        clip = self.clip
-        w = text_ids.shape[1]
-        if w > clip.positional_embedding.shape[0]:
-            raise ValueError(f"{w} tokens exceed CLIP's context length {clip.positional_embedding.shape[0]}")
-        return text_eot_features(clip, text_ids).float()
+        w, limit = text_ids.shape[1], context_length(self.clip)
+        if w > limit:
+            raise ValueError(f"{w} tokens exceed CLIP's context length {limit}")
+        return text_features(self.clip, text_ids).float()
 
     def _pixels(self, video: torch.Tensor) -> torch.Tensor:
         """uint8 ``[N, S, S, 3]`` -> normalised float ``[N, 3, H, W]`` at the model's image size."""
@@ -100,9 +100,10 @@ class CLIP4Clip(nn.Module):
         b, t = video.shape[:2]
         mask = video_mask.bool()
         visual = self.clip.visual
-        dtype = visual.conv1.weight.dtype  # fp16 with --clip-fp16, as the reference
+        # fp16 with --clip-fp16, as the reference
+        dtype = visual.conv1.weight.dtype if is_openai_vit(visual) else next(visual.parameters()).dtype
         if self.patch == "2d":
-            tokens = visual._embeds(self._pixels(video[mask]).to(dtype))  # [N, 1 + g*g, width], after ln_pre
+            feats = image_features(self.clip, self._pixels(video[mask]).to(dtype))
         else:
             # Padded frames are zero after normalisation and take part in their neighbours' temporal
             # convolution, exactly as in the reference.
@@ -113,8 +114,7 @@ class CLIP4Clip(nn.Module):
             x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
             cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
             x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
-            tokens = visual.ln_pre(visual.patch_dropout(x))
-        feats = image_class_features(visual, tokens)
+            feats = image_class_features(visual, visual.ln_pre(visual.patch_dropout(x)))
         feats = feats.float()
         out = feats.new_zeros(b, t, feats.shape[-1])
         out[mask] = feats

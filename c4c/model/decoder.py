@@ -55,6 +55,7 @@ from c4c.errors import C4CError
 from c4c.model.clip4clip import CLIP4Clip
 from c4c.model.beam import DEFAULT_ALPHA, Hypothesis, beam_search
 from c4c.model.heads import bert_init
+from c4c.model.towers import embed_dim, text_parts
 
 
 @dataclass
@@ -264,14 +265,17 @@ class CaptionModel(CLIP4Clip):
                  decoder: DecoderConfig | None = None) -> None:
         super().__init__(clip, sim=sim, patch=patch, temporal_layers=temporal_layers)
         config = decoder or DecoderConfig()
-        width = int(clip.text_projection.shape[1])
-        text_width = clip.token_embedding.weight.shape[1]
+        width, parts = embed_dim(clip), text_parts(clip)
+        if parts is None:
+            raise C4CError("the caption decoder starts from CLIP's token embedding, and this CLIP's text tower "
+                           f"({type(clip.text).__name__}) has none", hint="caption with an open_clip text tower")
+        text_width = parts.token_embedding.weight.shape[1]
         heads = config.heads
         if heads == 0:
-            text_heads = clip.transformer.resblocks[0].attn.num_heads
+            text_heads = parts.transformer.resblocks[0].attn.num_heads
             heads = text_heads if text_width == width else max(1, width // 64)
-        positions = clip.positional_embedding.detach() if text_width == width else None
-        self.decoder = CaptionDecoder(width, clip.token_embedding.weight.detach(), config, heads, positions)
+        positions = parts.positional_embedding.detach() if text_width == width else None
+        self.decoder = CaptionDecoder(width, parts.token_embedding.weight.detach(), config, heads, positions)
 
     def caption_loss(self, text_ids: torch.Tensor, text_mask: torch.Tensor, memory: torch.Tensor,
                      video_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from c4c.errors import C4CError
+from c4c.model.towers import context_length, embed_dim, text_parts
 HEAD_LN_EPS = 1e-12  # the reference's TF-style LayerNorm in module_cross.py (CLIP's own keep 1e-5)
 _MASKED = -1e4  # additive attention mask for padded keys (exp underflows to exactly 0)
 
@@ -38,10 +39,33 @@ def bert_init(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def _text_blocks(clip) -> tuple[int, int, type]:
-    """Width, heads and activation class of the CLIP text transformer."""
-    block = clip.transformer.resblocks[0]
-    return clip.transformer.width, block.attn.num_heads, type(block.mlp.gelu)
+@dataclass(frozen=True)
+class TemporalShape:
+    """The shape of a temporal transformer: that of CLIP's text blocks when they fit the embedding (the
+    reference copies them), else a fresh one of the embedding's width."""
+
+    width: int
+    heads: int
+    act: type
+    mlp_ratio: float
+    positions: int               # frame positions (CLIP's context length)
+    from_text: bool              # the blocks and positions start as CLIP's text ones
+
+
+def temporal_shape(clip) -> TemporalShape:
+    """What a head's transformer looks like for ``clip`` (:class:`TemporalShape`)."""
+    from open_clip.transformer import ResidualAttentionBlock
+
+    width, parts = embed_dim(clip), text_parts(clip)
+    if parts is not None and int(parts.transformer.width) == width \
+            and all(isinstance(b, ResidualAttentionBlock) for b in parts.transformer.resblocks):
+        block = parts.transformer.resblocks[0]
+        return TemporalShape(width, block.attn.num_heads, type(block.mlp.gelu),
+                             block.mlp.c_fc.out_features / width, int(parts.positional_embedding.shape[0]), True)
+    heads = max(1, width // 64)
+    while width % heads:
+        heads -= 1
+    return TemporalShape(width, heads, nn.GELU, 4.0, max(context_length(clip), 77), False)
 
 
 def _head_norm(width: int) -> nn.Module:
@@ -51,20 +75,24 @@ def _head_norm(width: int) -> nn.Module:
     return LayerNorm(width, eps=HEAD_LN_EPS)
 
 
-def _make_transformer(width: int, layers: int, heads: int, act: type):
+def _make_transformer(shape: TemporalShape, layers: int):
     """CLIP-style pre-LN blocks whose LayerNorms use the reference's eps 1e-12 (spec 4.6)."""
     from open_clip.transformer import Transformer
 
-    return Transformer(width=width, layers=layers, heads=heads, act_layer=act, norm_layer=_head_norm)
+    return Transformer(width=shape.width, layers=layers, heads=shape.heads, mlp_ratio=shape.mlp_ratio,
+                       act_layer=shape.act, norm_layer=_head_norm)
 
 
-def _copy_text_layers(target, clip, layers: int) -> tuple[int, list[int]]:
+def _copy_text_layers(target, clip, layers: int, shape: TemporalShape) -> tuple[int, list[int]]:
     """Initialise ``target.resblocks[i]`` from CLIP text block i (i < layers), as the reference does;
-    returns CLIP's number of text layers and the blocks left at their random init.
+    returns CLIP's number of text layers and the blocks left at their random init (all of them when
+    the text blocks do not fit, ``shape.from_text`` False).
 
     Building a model says nothing: a saved run loads its trained blocks over these right after. The
     trainer tells a run that is being made (:func:`random_init_note`)."""
-    text = clip.transformer.resblocks
+    if not shape.from_text:
+        return 0, list(range(layers))
+    text = text_parts(clip).transformer.resblocks
     for i in range(min(layers, len(text))):
         target.resblocks[i].load_state_dict(text[i].state_dict())
     return len(text), list(range(len(text), layers))
@@ -95,15 +123,21 @@ def random_init_note(model: nn.Module) -> str | None:
     for module in model.modules():
         if isinstance(module, _FromTextLayers) and module.random_blocks:
             first = module.random_blocks[0]
+            if not module.text_layers:
+                return ("this CLIP's text blocks do not fit the embedding (another width or kind of block): the "
+                        "temporal layers start from random init")
             return (f"CLIP has {module.text_layers} text layers; temporal layers {first}.. keep their "
                     "random init")
     return None
 
 
-def _init_positions(embedding: nn.Embedding, clip) -> None:
-    rows = min(embedding.num_embeddings, clip.positional_embedding.shape[0])
+def _init_positions(embedding: nn.Embedding, clip, shape: TemporalShape) -> None:
+    if not shape.from_text:
+        return
+    positions = text_parts(clip).positional_embedding
+    rows = min(embedding.num_embeddings, positions.shape[0])
     with torch.no_grad():
-        embedding.weight[:rows].copy_(clip.positional_embedding[:rows])
+        embedding.weight[:rows].copy_(positions[:rows])
 
 
 class MeanP(nn.Module):
@@ -135,14 +169,14 @@ class SeqTransf(nn.Module, _FromTextLayers):
 
     def __init__(self, clip, layers: int = 4) -> None:
         super().__init__()
-        width, heads, act = _text_blocks(clip)
-        self.heads = heads
-        self.frame_position_embeddings = nn.Embedding(clip.positional_embedding.shape[0], width)
-        self.temporal = _make_transformer(width, layers, heads, act)
+        shape = temporal_shape(clip)
+        self.heads = shape.heads
+        self.frame_position_embeddings = nn.Embedding(shape.positions, shape.width)
+        self.temporal = _make_transformer(shape, layers)
         bert_init(self)
-        _init_positions(self.frame_position_embeddings, clip)
+        _init_positions(self.frame_position_embeddings, clip, shape)
         self.blocks = "temporal"
-        self.text_layers, self.random_blocks = _copy_text_layers(self.temporal, clip, layers)
+        self.text_layers, self.random_blocks = _copy_text_layers(self.temporal, clip, layers, shape)
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         t = frames.shape[1]
@@ -159,19 +193,20 @@ class TightTransf(nn.Module, _FromTextLayers):
 
     def __init__(self, clip, layers: int = 4, dropout: float = 0.1) -> None:
         super().__init__()
-        width, heads, act = _text_blocks(clip)
-        self.heads = heads
-        self.position_embeddings = nn.Embedding(clip.positional_embedding.shape[0], width)
+        shape = temporal_shape(clip)
+        width = shape.width
+        self.heads = shape.heads
+        self.position_embeddings = nn.Embedding(shape.positions, width)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = _make_transformer(width, layers, heads, act)
+        self.encoder = _make_transformer(shape, layers)
         self.pool_norm = _head_norm(width)
         self.pool_dense = nn.Linear(width, width)
-        self.pool_act = act()
+        self.pool_act = shape.act()
         self.score = nn.Linear(width, 1)
         bert_init(self)
-        _init_positions(self.position_embeddings, clip)
+        _init_positions(self.position_embeddings, clip, shape)
         self.blocks = "encoder"
-        self.text_layers, self.random_blocks = _copy_text_layers(self.encoder, clip, layers)
+        self.text_layers, self.random_blocks = _copy_text_layers(self.encoder, clip, layers, shape)
 
     def forward(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``text: [Bt, D]``, ``frames: [Bv, T, D]``, ``mask: [Bv, T]`` -> logits ``[Bt, Bv]``."""
@@ -201,7 +236,7 @@ class Head:
 
 HEADS: dict[str, Head] = {
     "meanP": Head(lambda clip, layers: MeanP()),
-    "seqLSTM": Head(lambda clip, layers: SeqLSTM(int(clip.text_projection.shape[1])), sees_order=True),
+    "seqLSTM": Head(lambda clip, layers: SeqLSTM(embed_dim(clip)), sees_order=True),
     "seqTransf": Head(SeqTransf, from_text_layers=True, temporal_layers=True, sees_order=True),
     "tightTransf": Head(TightTransf, tight=True, from_text_layers=True, temporal_layers=True, sees_order=True),
 }

@@ -63,6 +63,13 @@ def resolve_spec(settings, decoder: dict | None = None) -> ModelSpec:
                      patch=str(values["patch"]), temporal_layers=int(values["temporal_layers"]), decoder=decoder)
 
 
+def check_max_words(max_words: int, backbone) -> None:
+    """C4CError unless captions of ``max_words`` tokens fit the text tower's context (``BackboneInfo``)."""
+    if max_words > backbone.context_length:
+        raise C4CError(f"--max-words {max_words} is above the text context of {backbone.name} "
+                       f"({backbone.context_length} tokens)", hint=f"pass --max-words {backbone.context_length} or fewer")
+
+
 def build_model(spec: ModelSpec, device: str = "cpu", init: Path | None = None):
     """``(model, BackboneInfo, spec with the activation resolved)``; ``init``: a run or checkpoint folder
     whose weights are loaded (CLIP and head; a caption decoder too when the shapes match)."""

@@ -13,6 +13,12 @@ caption (the EOT token after ``ln_final`` and ``text_projection``). Two exact sa
 The result equals open_clip's full forward up to float rounding (tests compare features and
 gradients). Towers this module does not recognise (attention pooling, average pooling, custom
 blocks, cross-attention blocks) run open_clip's own forward.
+
+Any other open_clip tower runs open_clip's own forward too: a ResNet, ConvNeXt, EVA02, FastViT or any
+timm image tower through ``visual(pixels)``, and a text tower that is not OpenAI-style (no causal
+mask, another pooling, a Hugging Face model) through ``encode_text`` on ids padded to its context
+length, as open_clip's tokenizer pads them. :func:`text_parts`, :func:`embed_dim` and
+:func:`context_length` say what c4c needs of either kind of model (``CLIP`` or ``CustomTextCLIP``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,68 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+
+def is_openai_vit(visual) -> bool:
+    """Whether the image tower is open_clip's own ViT (class token, patch convolution): the one whose
+    tokens c4c reads itself (the fast path, ``--patch 3d`` and the cross encoder's frame tokens)."""
+    from open_clip.transformer import VisionTransformer
+
+    return isinstance(visual, VisionTransformer)
+
+
+def text_parts(clip):
+    """The module holding the text tower's parts (``token_embedding``, ``positional_embedding``,
+    ``transformer``, ``ln_final``, ``text_projection``, ``attn_mask``): the CLIP itself, or the
+    ``text`` tower of a ``CustomTextCLIP``; None for a text tower without them (a Hugging Face model)."""
+    for holder in (clip, getattr(clip, "text", None)):
+        if holder is not None and all(hasattr(holder, n) for n in ("token_embedding", "transformer", "ln_final")):
+            return holder
+    return None
+
+
+def openai_text(clip) -> bool:
+    """Whether the text tower is OpenAI-style: a causal mask, the EOT (largest id) token pooled and a
+    projection matrix; :func:`text_eot_features` computes it, cut after the last EOT."""
+    parts = text_parts(clip)
+    return (parts is not None and getattr(parts, "attn_mask", None) is not None
+            and getattr(parts, "pool_type", "argmax") == "argmax" and getattr(parts, "cls_emb", None) is None
+            and isinstance(getattr(parts, "text_projection", None), torch.Tensor))
+
+
+def embed_dim(clip) -> int:
+    """The size of the joint embedding (the text tower's output)."""
+    projection = getattr(clip, "text_projection", None)
+    if isinstance(projection, torch.Tensor):
+        return int(projection.shape[1])
+    return int(clip.text.output_dim)
+
+
+def context_length(clip) -> int:
+    """The text tower's context length: the most tokens a caption can have."""
+    return int(clip.context_length)
+
+
+def text_width(clip) -> int | None:
+    """The width of an open_clip text transformer (None for a text tower of another kind)."""
+    parts = text_parts(clip)
+    return None if parts is None else int(parts.transformer.width)
+
+
+def image_features(clip, pixels: torch.Tensor) -> torch.Tensor:
+    """Normalised pixels ``[N, 3, H, W]`` -> image features ``[N, E]`` (not normalised)."""
+    visual = clip.visual
+    if is_openai_vit(visual):
+        return image_class_features(visual, visual._embeds(pixels))
+    return visual(pixels)
+
+
+def text_features(clip, text_ids: torch.Tensor) -> torch.Tensor:
+    """``[B, W]`` CLIP BPE ids (SOT ... EOT, zero padding) -> text features ``[B, E]`` (not normalised)."""
+    if openai_text(clip):
+        return text_eot_features(clip, text_ids)
+    ids = F.pad(text_ids, (0, context_length(clip) - text_ids.shape[1]))   # as open_clip's tokenizer pads
+    return clip.encode_text(ids)
 
 
 def _plain_block(block) -> bool:
@@ -93,13 +161,14 @@ def image_class_features(visual, tokens: torch.Tensor) -> torch.Tensor:
 def text_eot_features(clip, text_ids: torch.Tensor) -> torch.Tensor:
     """``[B, W]`` ids (SOT ... EOT, zero padding) -> EOT features after ``ln_final`` and
     ``text_projection``, ``[B, E]`` (not normalised)."""
+    parts = text_parts(clip)
     eot = text_ids.argmax(dim=-1)                                           # the EOT id is the largest
     width = int(eot.max()) + 1 if text_ids.numel() else text_ids.shape[1]
     ids = text_ids[:, :width]                                               # nothing after an EOT is kept
-    dtype = clip.transformer.get_cast_dtype()
-    x = clip.token_embedding(ids).to(dtype) + clip.positional_embedding[:width].to(dtype)
-    causal = clip.attn_mask[:width, :width]
-    transformer = clip.transformer
+    dtype = parts.transformer.get_cast_dtype()
+    x = parts.token_embedding(ids).to(dtype) + parts.positional_embedding[:width].to(dtype)
+    causal = parts.attn_mask[:width, :width]
+    transformer = parts.transformer
     if prunable(transformer):
         x = run_blocks(transformer, x, transformer.resblocks[:-1], attn_mask=causal.to(x.dtype))
         key_mask = torch.arange(width, device=ids.device)[None, :] <= eot[:, None]   # [B, W]
@@ -107,5 +176,5 @@ def text_eot_features(clip, text_ids: torch.Tensor) -> torch.Tensor:
     else:
         x = transformer(x, attn_mask=causal.to(x.dtype))
         x = x[torch.arange(x.shape[0], device=x.device), eot]
-    x = clip.ln_final(x)
-    return x @ clip.text_projection
+    x = parts.ln_final(x)
+    return x @ parts.text_projection

@@ -224,7 +224,7 @@ def _train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = No
     from c4c.data.text import CaptionTokenizer
     from c4c.data.frames import clip_spec
     from c4c.data.video_text import TrainPairs
-    from c4c.model.load import build_model, resolve_spec
+    from c4c.model.load import build_model, check_max_words, resolve_spec
     from c4c.stages.pairs import load_pair_splits
     from c4c.train.loop import autocast_context
     from c4c.train.start import epoch_sampler, open_run, run_config, train_and_select
@@ -251,6 +251,7 @@ def _train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = No
                if data.select else None)
     sampler, steps_per_epoch = epoch_sampler(cfg, start, train_set, cfg.ann)
     model, backbone, spec = build_model(spec, dist.device, init=cfg.init)
+    check_max_words(cfg.max_words, backbone)  # before anything is written
     config = run_config(cfg, task="caption", spec=spec, start=start, extra={
         "dataset_options": data.options, "paragraph_resolved": data.paragraph, "selection_resolved": data.selection,
         "selection_metric": "val caption token loss (lower is better)", "backbone": asdict(backbone),

@@ -85,6 +85,15 @@ def _setting(value, run_config: dict, key: str, default):
     return run_config.get(key, default)
 
 
+def _max_words(cfg: EncodeConfig, run_config: dict, context: int) -> int:
+    """Tokens per caption: ``--max-words``, else the run's, else 32 cut to the text tower's context (a
+    ``--max-words`` above the context is refused: the tower cannot read it)."""
+    if cfg.max_words is not None and cfg.max_words > context:
+        raise C4CError(f"--max-words {cfg.max_words} is above this CLIP's text context of {context} tokens",
+                       hint=f"pass --max-words {context} or fewer")
+    return int(_setting(cfg.max_words, run_config, "max_words", min(32, context)))
+
+
 def _records(cfg: EncodeConfig, store):
     from c4c.data.video_text import check_videos
     from c4c.datasets.records import VideoRecord
@@ -207,6 +216,7 @@ def run(cfg: EncodeConfig, on_event: Callable[[dict], None] | None = None) -> En
 def _encode(cfg: EncodeConfig, out: Path, window: float | None, stride: float | None,
             on_event: Callable[[dict], None] | None) -> EncodeResult:
     from c4c.model.load import resolve_device
+    from c4c.model.towers import context_length
     from c4c.train.host_memory import keep_freed_memory
     from c4c.train.loop import autocast_context
     from c4c.video.store import FrameStore
@@ -228,7 +238,7 @@ def _encode(cfg: EncodeConfig, out: Path, window: float | None, stride: float | 
         *first, last = loose_heads()
         raise C4CError(f"--window: {why}", hint=f"encode moments with a {', '.join(first)} or {last} run (2-D patch)")
     settings = {
-        "max_words": int(_setting(cfg.max_words, rc, "max_words", 32)),
+        "max_words": _max_words(cfg, rc, context_length(model.clip)),
         "max_frames": int(_setting(cfg.max_frames, rc, "max_frames", 12)),
         "sampling": _setting(cfg.sampling, rc, "sampling", "uniform"),
         "fps": _setting(cfg.fps, rc, "fps", None),
@@ -289,6 +299,7 @@ class _Job:
         from torch.utils.data import DataLoader, Subset
 
         from c4c.data.embeddings import EmbeddingWriter, Layout, partial_path
+        from c4c.model.towers import embed_dim
         from c4c.data.text import CaptionTokenizer
         from c4c.data.frames import clip_spec
         from c4c.data.video_text import EvalSet, collate
@@ -305,7 +316,7 @@ class _Job:
             sources.append(path)
         attrs = {**self.attrs, "multi_sentence": evalset.multi_sentence, "paragraph": s["paragraph"]}
         layout = Layout(video_ids=evalset.video_ids, captions=evalset.captions,
-                        video_index=evalset.video_of_caption, dim=int(model.clip.text_projection.shape[1]),
+                        video_index=evalset.video_of_caption, dim=embed_dim(model.clip),
                         loose=model.loose, max_frames=s["max_frames"], attrs=attrs, starts=np.array(starts),
                         ends=np.array(ends), sources=sources)
         fingerprint = _fingerprint(attrs, self.meta, evalset.video_ids, evalset.captions)
@@ -360,6 +371,7 @@ class _Job:
         from torch.utils.data import DataLoader
 
         from c4c.data.embeddings import EmbeddingWriter, Layout, partial_path
+        from c4c.model.towers import embed_dim
         from c4c.search.moments import plan_video
 
         cfg, model, s = self.cfg, self.model, self.settings
@@ -379,7 +391,7 @@ class _Job:
         starts = np.array([a for p in plans for a, _ in p.spans], dtype=np.float64)
         ends = np.array([b for p in plans for _, b in p.spans], dtype=np.float64)
         layout = Layout(video_ids=row_ids, captions=[], video_index=np.zeros(0, np.int64),
-                        dim=int(model.clip.text_projection.shape[1]), loose=True, max_frames=s["max_frames"],
+                        dim=embed_dim(model.clip), loose=True, max_frames=s["max_frames"],
                         attrs={**self.attrs, "multi_sentence": False, "paragraph": False}, starts=starts, ends=ends,
                         sources=[p.source for p in plans for _ in p.spans], moments=self.window is not None)
         fingerprint = _fingerprint(layout.attrs, self.meta, row_ids, starts.tolist(), ends.tolist())

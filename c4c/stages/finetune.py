@@ -49,7 +49,7 @@ def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = Non
     from c4c.data.video_text import EvalSet, TrainPairs
     from c4c.errors import C4CError
     from c4c.evaluation import evaluate_retrieval
-    from c4c.model.load import build_model, resolve_spec
+    from c4c.model.load import build_model, check_max_words, resolve_spec
     from c4c.stages.pairs import load_pair_splits
     from c4c.train.loop import autocast_context, contrastive_step
     from c4c.train.start import epoch_sampler, open_run, run_config, train_and_select
@@ -70,6 +70,7 @@ def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = Non
     dist = start.dist
     sampler, steps_per_epoch = epoch_sampler(cfg, start, train_set, cfg.ann)
     model, backbone, spec = build_model(spec, dist.device, init=cfg.init)
+    check_max_words(cfg.max_words, backbone)  # before anything is written
     config = run_config(cfg, task="retrieval", spec=spec, start=start, extra={
         "paragraph_resolved": data.paragraph, "selection_resolved": data.selection, "dataset_options": data.options,
         "backbone": asdict(backbone), "train_items": len(train_set), "steps_per_epoch": steps_per_epoch})

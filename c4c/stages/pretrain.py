@@ -100,7 +100,7 @@ def _pretrain(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = Non
     from c4c.data.howto import HowToClips, MergeRule
     from c4c.data.text import CaptionTokenizer
     from c4c.data.video_text import collate
-    from c4c.model.load import build_model, resolve_spec
+    from c4c.model.load import build_model, check_max_words, resolve_spec
     from c4c.train.loop import contrastive_step
     from c4c.train.start import epoch_sampler, fit, make_trainer, open_run, run_config
     from c4c.video.store import FrameStore
@@ -124,6 +124,7 @@ def _pretrain(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = Non
     stop_at = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
 
     model, backbone, spec = build_model(spec, dist.device, init=cfg.init)
+    check_max_words(cfg.max_words, backbone)  # before anything is written
     config = run_config(cfg, task="pretrain", spec=spec, start=start, extra={
         "stage": "pretrain", "backbone": asdict(backbone), "videos": len(corpus), "fragments": corpus.fragments,
         "steps_resolved": total_steps, "steps_per_epoch": steps_per_epoch, "epochs_resolved": epochs,

@@ -25,6 +25,7 @@ from c4c.data.embeddings import Embeddings
 from c4c.data.text import CaptionTokenizer
 from c4c.errors import C4CError
 from c4c.model.load import load_run, resolve_device
+from c4c.model.towers import embed_dim
 from c4c.options import QueryModel, Replaces
 from c4c.outputs import Output, guard
 from c4c.run.source import check_same_model, from_record
@@ -165,7 +166,7 @@ class Searcher:
         self.precision = precision
         self.model = model
         self.tokenizer = CaptionTokenizer(int(meta.get("max_words") or config.get("max_words", 32)))
-        width = int(model.clip.text_projection.shape[1])
+        width = embed_dim(model.clip)
         if self.index.dim != width:
             raise C4CError(f"the index holds {self.index.dim}-d vectors but the text tower gives {width}-d",
                            path=self.index_dir, hint="search with the model that encoded the videos")
@@ -280,6 +281,9 @@ class Searcher:
 
 def _text_tower_to(clip, dtype) -> None:
     """Cast the parts of CLIP that encode text to ``dtype`` (the image tower is left as it is)."""
+    if getattr(clip, "text", None) is not None:  # a CustomTextCLIP: the text tower is one module
+        clip.text.to(dtype)
+        return
     for module in (clip.transformer, clip.token_embedding, clip.ln_final):
         module.to(dtype)
     for name in ("positional_embedding", "text_projection"):
