@@ -91,16 +91,18 @@ def test_the_3d_patch_needs_a_vit_patch_convolution(built):
 
 
 @pytest.fixture(scope="module")
-def frames(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("backbones")
-    synth.run(synth.SynthConfig(out_dir=d / "synth", videos=6, seed=4, duration=2.0, width=64, height=48))
+def annotated(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("backbones-ann")
+    synth.run(synth.SynthConfig(out_dir=d / "synth", videos=8, seed=5, duration=2.0, width=64, height=48))
     out = d / "frames.h5"
-    assert extract.run(extract.ExtractConfig(source=d / "synth" / "videos", out=out, size=32, fps=2.0)).ok
-    return out
+    assert extract.run(extract.ExtractConfig(source=d / "synth" / "annotations.jsonl", dataset="jsonl",
+                                             videos_dir=d / "synth" / "videos", out=out, size=32, fps=2.0)).ok
+    return d / "synth" / "annotations.jsonl", out
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=_name)
-def test_zero_shot_encode_index_and_search_run_on_every_family(family, frames, tmp_path, capsys):
+def test_zero_shot_encode_index_and_search_run_on_every_family(family, annotated, tmp_path, capsys):
+    frames = annotated[1]
     emb, index = tmp_path / "emb.h5", tmp_path / "index"
     main(["encode", "--clip", family, "--pretrained", "none", "--frames", str(frames), "--out", str(emb),
           "--max-frames", "4", "--device", "cpu", "-j", "0", "-q"])
@@ -109,16 +111,6 @@ def test_zero_shot_encode_index_and_search_run_on_every_family(family, frames, t
     main(["search", str(index), "a red circle moves left", "-k", "3", "--json", "--device", "cpu"])
     results = json.loads(capsys.readouterr().out)[0]["results"]
     assert len(results) == 3 and all(r["video_id"] for r in results)
-
-
-@pytest.fixture(scope="module")
-def annotated(tmp_path_factory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("backbones-ann")
-    synth.run(synth.SynthConfig(out_dir=d / "synth", videos=8, seed=5, duration=2.0, width=64, height=48))
-    out = d / "frames.h5"
-    assert extract.run(extract.ExtractConfig(source=d / "synth" / "annotations.jsonl", dataset="jsonl",
-                                             videos_dir=d / "synth" / "videos", out=out, size=32, fps=2.0)).ok
-    return d / "synth" / "annotations.jsonl", out
 
 
 def _finetune(family: str, ann: Path, frames: Path, out: Path, *extra: str) -> None:
