@@ -146,3 +146,13 @@ def test_captions_longer_than_the_text_context_are_refused_before_anything_is_wr
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "--max-words 32 is above the text context" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_model_that_reads_another_tokenizer_is_refused_in_one_line(tmp_path):
+    config = json.loads((CONFIGS / "clip-siglip.json").read_text())
+    config["text_cfg"]["hf_tokenizer_name"] = "timm/ViT-B-16-SigLIP2"
+    path = tmp_path / "hf.json"
+    path.write_text(json.dumps(config))
+    for clip in (str(path), "ViT-B-16-SigLIP2"):
+        with pytest.raises(C4CError, match="Hugging Face tokenizer timm/ViT-B-16-SigLIP2"):
+            build_clip(clip, "none")

@@ -168,6 +168,18 @@ def resolve_activation(clip: str, pretrained: str, activation: str = "auto") -> 
     return ("quickgelu" if _config_quick_gelu(clip) else "gelu"), f"the model config {clip}"
 
 
+def check_tokenizer(clip: str, cfg: dict) -> None:
+    """C4CError unless the model reads CLIP's BPE tokens, the tokenizer c4c encodes captions with (a model
+    whose config names a Hugging Face tokenizer or text model, as SigLIP's do, reads other ids)."""
+    text = cfg.get("text_cfg") or {}
+    other = text.get("hf_tokenizer_name") or text.get("hf_model_name")
+    if other:
+        raise C4CError(f"{clip} reads captions with the Hugging Face tokenizer {other}; c4c encodes captions with "
+                       "CLIP's BPE tokenizer, whose ids would mean other words to this model",
+                       hint="use a model with CLIP's tokenizer (OpenAI ViTs, EVA02, PE-Core, MobileCLIP2, "
+                            "ConvNeXt, ResNets); Hugging Face tokenizers are not supported yet")
+
+
 def check_clip(clip: str, pretrained: str, activation: str = "auto") -> int:
     """What :func:`build_clip` would need, resolved without building (offline too): the model config,
     the weights (a file, or a tag already cached or reachable) and the activation. Returns the model's
@@ -179,6 +191,7 @@ def check_clip(clip: str, pretrained: str, activation: str = "auto") -> int:
                        hint="pass an existing weights file, an open_clip tag, or --pretrained none")
     if clip in BUILTIN or clip.endswith(".json"):
         cfg = _load_json_config(BUILTIN.get(clip, Path(clip)))
+        check_tokenizer(clip, cfg)
     else:
         import open_clip
 
@@ -186,6 +199,7 @@ def check_clip(clip: str, pretrained: str, activation: str = "auto") -> int:
             raise C4CError(f"unknown CLIP model {clip!r}", hint="use an open_clip model name such as ViT-B-32, "
                            "ViT-B-16, 'tiny', or a path to a JSON model config")
         cfg = open_clip.get_model_config(clip) or {}
+        check_tokenizer(clip, cfg)
         if pre.lower() not in ("none", "") and not Path(pre).exists() and _resolve_tag(clip, pre) is None \
                 and not hub_reachable():
             raise C4CError(
@@ -222,6 +236,7 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
     if clip in BUILTIN or clip.endswith(".json"):
         path = BUILTIN.get(clip, Path(clip))
         cfg = {**_load_json_config(path), "quick_gelu": quick_gelu}
+        check_tokenizer(clip, cfg)
         kind = open_clip.CustomTextCLIP if cfg.pop("custom_text", False) else open_clip.CLIP
         model = kind(**cfg, cast_dtype=torch.float16 if fp16_weights else None)
         name = clip
@@ -231,6 +246,7 @@ def build_clip(clip: str = "ViT-B-32", pretrained: str = "openai", *, device: st
         if clip not in open_clip.list_models():
             raise C4CError(f"unknown CLIP model {clip!r}", hint="use an open_clip model name such as ViT-B-32, "
                            "ViT-B-16, 'tiny', or a path to a JSON model config")
+        check_tokenizer(clip, open_clip.get_model_config(clip) or {})
         name = clip
         precision = "fp16" if fp16_weights else "fp32"
         if pre.lower() in ("none", ""):
