@@ -32,6 +32,7 @@ ReportTo = Literal["none", "tensorboard", "wandb"]
 Reader = Literal["c4c", "reference"]
 Group = Literal["moment", "video"]
 TextPrecision = Literal["fp32", "bf16"]
+Loss = Literal["auto", "softmax", "sigmoid"]   # the contrastive loss of training
 
 HEADS: tuple[str, ...] = get_args(Sim)
 PATCHES: tuple[str, ...] = get_args(Patch)

@@ -156,3 +156,48 @@ def test_a_model_that_reads_another_tokenizer_is_refused_in_one_line(tmp_path):
     for clip in (str(path), "ViT-B-16-SigLIP2"):
         with pytest.raises(C4CError, match="Hugging Face tokenizer timm/ViT-B-16-SigLIP2"):
             build_clip(clip, "none")
+
+
+def test_the_pairwise_sigmoid_loss_is_siglips():
+    from c4c.model.clip4clip import pairwise_sigmoid
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    expected = -(torch.nn.functional.logsigmoid(torch.tensor([2.0, 1.0, -0.5, 3.0]))).sum() / 2
+    torch.testing.assert_close(pairwise_sigmoid(logits), expected)
+
+
+def test_the_sigmoid_loss_needs_a_logit_bias_and_a_loose_head():
+    with_bias, _ = build_clip(str(CONFIGS / "clip-siglip.json"), "none")
+    without, _ = build_clip("tiny", "none")
+    assert CLIP4Clip(copy.deepcopy(with_bias)).use_loss("sigmoid") == "sigmoid"
+    assert CLIP4Clip(copy.deepcopy(without)).use_loss("auto") == "softmax"
+    with pytest.raises(C4CError, match="--loss sigmoid needs a CLIP with a logit bias"):
+        CLIP4Clip(copy.deepcopy(without)).use_loss("sigmoid")
+    with pytest.raises(C4CError, match="tightTransf is a cross encoder"):
+        CLIP4Clip(copy.deepcopy(with_bias), sim="tightTransf").use_loss("sigmoid")
+
+
+def test_a_sigmoid_step_moves_the_logit_bias(annotated, tmp_path):
+    ann, frames = annotated
+    family = str(CONFIGS / "clip-siglip.json")
+    _finetune(family, ann, frames, tmp_path / "run", "--loss", "sigmoid", "--max-words", "16", "--lr", "1e-2",
+              "--coef-lr", "1")
+    from safetensors.torch import load_file
+
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    state = load_file(str(next((tmp_path / "run" / "checkpoints").glob("*/model.safetensors"))))
+    assert config["loss_resolved"] == "sigmoid" and float(state["clip.logit_bias"]) != -10.0
+
+
+def test_freezing_the_embeddings_leaves_every_familys_blocks_training(built):
+    from c4c.train.optim import freeze_clip_layers
+
+    family, clip, _ = built
+    model = CLIP4Clip(copy.deepcopy(clip))
+    freeze_clip_layers(model, 0)
+    trainable = {n for n, p in model.clip.named_parameters() if p.requires_grad}
+    frozen = {n for n, p in model.clip.named_parameters() if not p.requires_grad}
+    assert any(n.startswith("visual.") for n in trainable) and any(not n.startswith("visual.") for n in trainable)
+    assert any("token_embedding" in n for n in frozen)                  # the text embedding, as the paper
+    assert "logit_scale" in trainable and ("logit_bias" in trainable or not hasattr(clip, "logit_bias")
+                                           or clip.logit_bias is None)

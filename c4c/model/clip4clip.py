@@ -48,6 +48,7 @@ class CLIP4Clip(nn.Module):
         self.clip = clip
         self.sim = sim
         self.patch = patch
+        self.loss = "softmax"
         head = head_of(sim)
         if patch == "3d" and not is_openai_vit(clip.visual):
             raise C4CError("--patch 3d widens the patch convolution of a ViT image tower (open_clip's "
@@ -155,12 +156,41 @@ class CLIP4Clip(nn.Module):
     def loss_from_features(self, text_feats, video_feats, video_mask) -> torch.Tensor:
         if self.loose:
             text_feats, video_feats, video_mask = gather_features(text_feats, video_feats, video_mask)
-        return symmetric_cross_entropy(self.similarity(text_feats, video_feats, video_mask))
+        logits = self.similarity(text_feats, video_feats, video_mask)
+        if self.loss == "sigmoid":
+            return pairwise_sigmoid(logits + self.clip.logit_bias)
+        return symmetric_cross_entropy(logits)
+
+    def use_loss(self, loss: str) -> str:
+        """Train with ``loss``: ``softmax`` (the paper's symmetric cross entropy), ``sigmoid`` (pairwise, as
+        SigLIP: needs a loose head and a CLIP with a logit bias) or ``auto`` (:func:`default_loss`)."""
+        resolved = default_loss(self.clip) if loss == "auto" else loss
+        if resolved == "sigmoid":
+            if getattr(self.clip, "logit_bias", None) is None:
+                raise C4CError("--loss sigmoid needs a CLIP with a logit bias (one pretrained with a sigmoid loss, "
+                               "as SigLIP); this one has none", hint="use --loss softmax with this backbone")
+            if not self.loose:
+                raise C4CError(f"--loss sigmoid scores loose heads' cosines; {self.sim} is a cross encoder",
+                               hint="use --loss softmax with tightTransf")
+        self.loss = resolved
+        return resolved
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:
         """Keep ``logit_scale <= ln 100`` (the reference clamps after every optimiser step)."""
         self.clip.logit_scale.clamp_(max=MAX_LOGIT_SCALE)
+
+
+def default_loss(clip) -> str:
+    """The loss ``--loss auto`` trains ``clip`` with (see the README's backbone section for the measurement)."""
+    return "softmax"
+
+
+def pairwise_sigmoid(logits: torch.Tensor) -> torch.Tensor:
+    """SigLIP's loss: every (text, video) pair a binary decision, positives on the diagonal; the sum of
+    ``-log sigmoid(+-logit)`` over all pairs divided by the number of texts."""
+    labels = 2.0 * torch.eye(logits.shape[0], logits.shape[1], device=logits.device) - 1.0
+    return -F.logsigmoid(labels * logits.float()).sum() / logits.shape[0]
 
 
 def symmetric_cross_entropy(logits: torch.Tensor) -> torch.Tensor:

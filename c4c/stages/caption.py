@@ -252,7 +252,8 @@ def _train(cfg: CaptionTrainConfig, on_event: Callable[[dict], None] | None = No
     sampler, steps_per_epoch = epoch_sampler(cfg, start, train_set, cfg.ann)
     model, backbone, spec = build_model(spec, dist.device, init=cfg.init)
     check_max_words(cfg.max_words, backbone)  # before anything is written
-    config = run_config(cfg, task="caption", spec=spec, start=start, extra={
+    loss = model.use_loss(cfg.loss)
+    config = run_config(cfg, task="caption", spec=spec, start=start, extra={"loss_resolved": loss,
         "dataset_options": data.options, "paragraph_resolved": data.paragraph, "selection_resolved": data.selection,
         "selection_metric": "val caption token loss (lower is better)", "backbone": asdict(backbone),
         "decoder_parameters": sum(p.numel() for p in model.decoder.parameters()),

@@ -71,7 +71,8 @@ def _finetune(cfg: FinetuneConfig, on_event: Callable[[dict], None] | None = Non
     sampler, steps_per_epoch = epoch_sampler(cfg, start, train_set, cfg.ann)
     model, backbone, spec = build_model(spec, dist.device, init=cfg.init)
     check_max_words(cfg.max_words, backbone)  # before anything is written
-    config = run_config(cfg, task="retrieval", spec=spec, start=start, extra={
+    loss = model.use_loss(cfg.loss)
+    config = run_config(cfg, task="retrieval", spec=spec, start=start, extra={"loss_resolved": loss,
         "paragraph_resolved": data.paragraph, "selection_resolved": data.selection, "dataset_options": data.options,
         "backbone": asdict(backbone), "train_items": len(train_set), "steps_per_epoch": steps_per_epoch})
 

@@ -125,7 +125,8 @@ def _pretrain(cfg: PretrainConfig, on_event: Callable[[dict], None] | None = Non
 
     model, backbone, spec = build_model(spec, dist.device, init=cfg.init)
     check_max_words(cfg.max_words, backbone)  # before anything is written
-    config = run_config(cfg, task="pretrain", spec=spec, start=start, extra={
+    loss = model.use_loss(cfg.loss)
+    config = run_config(cfg, task="pretrain", spec=spec, start=start, extra={"loss_resolved": loss,
         "stage": "pretrain", "backbone": asdict(backbone), "videos": len(corpus), "fragments": corpus.fragments,
         "steps_resolved": total_steps, "steps_per_epoch": steps_per_epoch, "epochs_resolved": epochs,
         "clip_sampling": asdict(rule)})

@@ -32,10 +32,21 @@ from c4c.errors import C4CError
 
 logger = logging.getLogger(__name__)
 
-# Names (relative to the CLIP module) that stay trainable whatever freeze_layers says (spec 4.9).
-_ALWAYS_TRAINABLE = ("ln_final.", "text_projection", "logit_scale", "visual.ln_post.", "visual.proj")
+# Names (relative to the CLIP module) that stay trainable whatever freeze_layers says (spec 4.9); the
+# ``text.`` ones are the same parts of a CustomTextCLIP's text tower, ``logit_bias`` a SigLIP-like CLIP's.
+_ALWAYS_TRAINABLE = ("ln_final.", "text_projection", "logit_scale", "logit_bias", "visual.ln_post.", "visual.proj",
+                     "text.ln_final.", "text.text_projection")
 # `transformer.resblocks.3.` / `visual.transformer.resblocks.3.` -> 3
 _BLOCK_INDEX = re.compile(r"(?:^|\.)resblocks\.(\d+)\.")
+# Towers that are not OpenAI's (timm, ResNet): their embeddings are frozen, their blocks counted as timm
+# numbers them (`visual.trunk.blocks.3.`, `visual.trunk.stages.1.`), and the rest (heads, norms, stages of a
+# ResNet) trains, as the layers after the embeddings of OpenAI's towers do.
+_OPEN_CLIP_PARTS = ("token_embedding.", "positional_embedding", "transformer.", "visual.class_embedding",
+                    "visual.positional_embedding", "visual.conv1.", "visual.ln_pre.", "visual.transformer.",
+                    "text.token_embedding.", "text.positional_embedding", "text.transformer.", "text.cls_emb")
+_OTHER_EMBEDDINGS = ("visual.trunk.patch_embed.", "visual.trunk.pos_embed", "visual.trunk.cls_token",
+                     "visual.trunk.reg_token", "visual.trunk.stem.", "visual.conv1.", "visual.bn1.")
+_TIMM_BLOCK_INDEX = re.compile(r"^visual\.trunk\.(?:blocks|stages|layers)\.(\d+)\.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,10 +101,12 @@ def _stays_trainable(name: str, freeze_layers: int) -> bool:
     """Whether CLIP parameter ``name`` remains trainable under ``freeze_layers >= 0``."""
     if name.startswith(_ALWAYS_TRAINABLE) or name.startswith(_PATCH_3D):
         return True
-    block = _BLOCK_INDEX.search(name)
+    block = _BLOCK_INDEX.search(name) or _TIMM_BLOCK_INDEX.search(name)
     if block is not None:
         return int(block.group(1)) >= freeze_layers
-    return False
+    if name.startswith(_OPEN_CLIP_PARTS) or name.startswith(_OTHER_EMBEDDINGS):
+        return False                     # the embeddings (and OpenAI-style parts outside the rules above)
+    return True
 
 
 def param_groups(model: nn.Module, lr: float, coef_lr: float, weight_decay: float = 0.2,

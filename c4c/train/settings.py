@@ -58,6 +58,9 @@ class OptimSettings:
     optimizer: choices.Optimizer = option("adamw", "adamw, or bertadam (the reference's Adam without bias correction, "
                                                    "per-tensor clip 1.0).")
     grad_clip: float = option(1.0, "Clip the global gradient norm to this (0: off).", rule=non_negative())
+    loss: choices.Loss = option("auto", "Contrastive loss: softmax (the paper's symmetric cross entropy), sigmoid "
+                                        "(pairwise, as SigLIP; a CLIP with a logit bias and a loose head) or auto "
+                                        "(softmax; see the README's backbones).")
 
 
 @dataclass(kw_only=True)
