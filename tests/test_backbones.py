@@ -201,3 +201,18 @@ def test_freezing_the_embeddings_leaves_every_familys_blocks_training(built):
     assert any("token_embedding" in n for n in frozen)                  # the text embedding, as the paper
     assert "logit_scale" in trainable and ("logit_bias" in trainable or not hasattr(clip, "logit_bias")
                                            or clip.logit_bias is None)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=_name)
+def test_a_caption_decoder_trains_and_captions_on_every_family(family, annotated, tmp_path):
+    ann, frames = annotated
+    _, info = build_clip(family, "none")
+    run, captions = tmp_path / "run", tmp_path / "captions.json"
+    main(["caption", "train", "--dataset", "jsonl", "--ann", str(ann), "--frames", str(frames), "--clip", family,
+          "--pretrained", "none", "--batch-size", "4", "--max-steps", "2", "--epochs", "1", "--max-frames", "3",
+          "--max-words", str(min(16, info.context_length)), "--decoder-layers", "1", "--out", str(run), "-j", "0",
+          "-q"])
+    main(["caption", "generate", "--run", str(run), "--frames", str(frames), "--out", str(captions), "--beam", "1",
+          "--max-len", "4", "-j", "0", "-q"])
+    written = json.loads(captions.read_text())
+    assert written and all(isinstance(text, str) for text in written.values())

@@ -17,6 +17,7 @@ import pytest
 
 from helpers import Verdict, Workspace, check_case, judge_ok, latest_weights, registry, run_c4c  # noqa: E402
 
+from c4c.options import allowed_values, types_of  # noqa: E402
 from c4c.run.folder import FORMAT, FORMAT_VERSION  # noqa: E402
 from c4c.stages.caption import CaptionTrainConfig  # noqa: E402
 from c4c.stages.finetune import FinetuneConfig  # noqa: E402
@@ -31,10 +32,13 @@ COMMANDS = {"finetune": FinetuneConfig, "pretrain": PretrainConfig, "caption tra
 STAGES = {"finetune": "c4c.stages.finetune", "pretrain": "c4c.stages.pretrain", "caption train": "c4c.stages.caption"}
 
 
-def _other(name: str, default):
-    """A valid saved value that differs from ``default``."""
+def _other(name: str, default, config: type | None = None):
+    """A valid saved value that differs from ``default`` (a choice option: another of its choices)."""
     if name in OTHER_WORD:
         return OTHER_WORD[name]
+    allowed = allowed_values(types_of(config)[name]) if config is not None else None
+    if allowed:
+        return next(value for value in allowed if value != default)
     if isinstance(default, bool):
         return not default
     if isinstance(default, int):
@@ -83,7 +87,7 @@ def test_an_option_left_out_of_resume_takes_the_saved_value(command, name, tmp_p
 
     config = COMMANDS[command]
     default = next(f.default for f in fields(config) if f.name == name)
-    saved = _other(name, default)
+    saved = _other(name, default, config)
     out = tmp_path / "run"
     _saved_run(out, config, name, saved)
     (tmp_path / "ann.jsonl").write_text('{"video_id": "v", "caption": "a"}\n')
