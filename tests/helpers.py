@@ -72,6 +72,19 @@ def encode_frames(path: Path, frames: np.ndarray, fps: float, *, extra_out: list
     return path
 
 
+def annotated_set(root: Path, *, videos: int, seed: int) -> tuple[Path, Path]:
+    """A `c4c synth` set of 2-second videos and its frames (32 px, 2 fps), made in this process:
+    ``(annotations.jsonl, FRAMES.h5)``."""
+    from c4c import synth
+    from c4c.stages import extract
+
+    synth.run(synth.SynthConfig(out_dir=root / "synth", videos=videos, seed=seed, duration=2.0, width=64, height=48))
+    ann, frames = root / "synth" / "annotations.jsonl", root / "frames.h5"
+    assert extract.run(extract.ExtractConfig(source=ann, dataset="jsonl", videos_dir=root / "synth" / "videos",
+                                             out=frames, size=32, fps=2.0)).ok
+    return ann, frames
+
+
 def lavfi_video(path: Path, seconds: float, *, size: str = "320x240", rate: str = "30",
                 extra_out: list[str] | None = None) -> Path:
     """A test-pattern video of the given length, size and frame rate."""

@@ -19,7 +19,6 @@ import open_clip
 import pytest
 import torch
 
-from c4c import synth
 from c4c.cli.app import main
 from c4c.data.text import CaptionTokenizer
 from c4c.errors import C4CError
@@ -27,7 +26,8 @@ from c4c.model.backbone import build_clip
 from c4c.model.clip4clip import CLIP4Clip
 from c4c.model.heads import HEADS
 from c4c.model.towers import is_openai_vit
-from c4c.stages import extract
+
+from helpers import annotated_set
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 FAMILIES = ["tiny"] + sorted(str(p) for p in CONFIGS.glob("clip-*.json"))
@@ -92,12 +92,7 @@ def test_the_3d_patch_needs_a_vit_patch_convolution(built):
 
 @pytest.fixture(scope="module")
 def annotated(tmp_path_factory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("backbones-ann")
-    synth.run(synth.SynthConfig(out_dir=d / "synth", videos=8, seed=5, duration=2.0, width=64, height=48))
-    out = d / "frames.h5"
-    assert extract.run(extract.ExtractConfig(source=d / "synth" / "annotations.jsonl", dataset="jsonl",
-                                             videos_dir=d / "synth" / "videos", out=out, size=32, fps=2.0)).ok
-    return d / "synth" / "annotations.jsonl", out
+    return annotated_set(tmp_path_factory.mktemp("backbones-ann"), videos=8, seed=5)
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=_name)
