@@ -272,6 +272,7 @@ class Workspace:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._count = 0
+        self._references: dict[str, tuple[Path, dict[str, str]]] = {}
 
     def fresh(self, name: str) -> Path:
         self._count += 1
@@ -302,14 +303,13 @@ class Workspace:
         assert frames is not None, ran.out
         return frames
 
-    @cached_property
-    def clips_store(self) -> Path:
-        """The clips at 2 fps, 32 px, raw: the uninterrupted answer."""
-        return self.reference_store(self.clips, "clips")
-
-    @cached_property
-    def clips_frames(self) -> dict[str, str]:
-        return self.digests(self.clips_store)
+    def reference(self, videos: str) -> tuple[Path, dict[str, str]]:
+        """``(store, digests)`` of the video set ``videos`` (``"clips"`` or ``"many"``) extracted in one
+        uninterrupted run (:meth:`reference_store`): the answer a case compares with; made once."""
+        if videos not in self._references:
+            store = self.reference_store(getattr(self, videos), videos)
+            self._references[videos] = (store, self.digests(store))
+        return self._references[videos]
 
     @cached_property
     def shard_set(self) -> Path:
@@ -346,14 +346,6 @@ class Workspace:
         for i in range(20):
             noise_video(d / f"m{i:02d}.mp4", seed=100 + i, frames=30)
         return d
-
-    @cached_property
-    def many_store(self) -> Path:
-        return self.reference_store(self.many, "many")
-
-    @cached_property
-    def many_frames(self) -> dict[str, str]:
-        return self.digests(self.many_store)
 
     @cached_property
     def big(self) -> Path:

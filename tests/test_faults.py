@@ -213,7 +213,7 @@ def _(ws):
     made, problem = _kill_at_random(args, lambda: (d / "frames.h5.parts").exists(), random.Random(1), 4, 0.6, check)
     final = run_c4c(*args)
     _, frames = read_store(out)
-    return judge_ok(final, right=same_frames(frames, ws.many_frames), lost=problem is not None,
+    return judge_ok(final, right=same_frames(frames, ws.reference("many")[1]), lost=problem is not None,
                     why=f"{made} kills; {problem or 'nothing lost'}")
 
 
@@ -326,14 +326,14 @@ def _(ws):
     (d / "frames.h5.lock").write_bytes(os.urandom(300))
     ran = run_c4c("extract", ws.clips, "--out", out, "--size", 32, "--fps", 2, "--codec", "raw", "-q")
     _, frames = read_store(out)
-    return judge_ok(ran, right=same_frames(frames, ws.clips_frames) and not (d / "frames.h5.lock").exists())
+    return judge_ok(ran, right=same_frames(frames, ws.reference("clips")[1]) and not (d / "frames.h5.lock").exists())
 
 
 # damaged files c4c wrote: FRAMES.h5, the shard manifest, staged parts
 
 def _copy_store(ws: Workspace, d: Path) -> Path:
     out = d / "frames.h5"
-    shutil.copy(ws.clips_store, out)
+    shutil.copy(ws.reference("clips")[0], out)
     return out
 
 
@@ -365,7 +365,7 @@ def _damaged_store_is_refused_on_read(ws: Workspace, how: str) -> Verdict:
     _damage(out, how)
     ran, frames = read_store(out)
     if ran.rc == 0:  # readable after all: every frame and timestamp must be the original's
-        return judge_ok(ran, right=same_frames(frames, ws.clips_frames), why="damage missed the data")
+        return judge_ok(ran, right=same_frames(frames, ws.reference("clips")[1]), why="damage missed the data")
     return judge(ran, rc=2, says=(str(out),))
 
 
@@ -438,7 +438,7 @@ def _(ws):
     assert shard.stat().st_size == size and manifest
     ran, frames = read_store(out)
     if ran.rc == 0:
-        return judge_ok(ran, right=same_frames(frames, ws.clips_frames), why="damage missed the data")
+        return judge_ok(ran, right=same_frames(frames, ws.reference("clips")[1]), why="damage missed the data")
     return judge(ran, rc=2, says=(str(shard),))
 
 
@@ -484,7 +484,7 @@ def _damaged_part_is_redone(ws: Workspace, damage: Callable[[Path], None], says:
     damage(part)
     ran = run_c4c("extract", ws.clips, "--out", out, "--size", 32, "--fps", 2, "--codec", "raw")
     _, frames = read_store(out)
-    return judge_ok(ran, right=same_frames(frames, ws.clips_frames), says=(str(part), *says),
+    return judge_ok(ran, right=same_frames(frames, ws.reference("clips")[1]), says=(str(part), *says),
                     why="the damaged part is dropped and its video extracted again")
 
 
@@ -605,7 +605,7 @@ def _protocol_name(ws: Workspace, name: str) -> Verdict:
                   cwd=src)
     _, frames = read_store(d / "frames.h5")
     vid = Path(name).stem
-    right = frames is not None and frames.get(vid) == ws.clips_frames["clip5"]
+    right = frames is not None and frames.get(vid) == ws.reference("clips")[1]["clip5"]
     return judge_ok(ran, right=right, why=f"{name} is extracted from its own bytes")
 
 

@@ -342,7 +342,7 @@ def _many_links(ws: Workspace, n: int = 60) -> Path:
 @case("SIGINT extract half-way (ffmpeg gets it too), then the same command again")
 def _(ws):
     src = _many_links(ws)
-    expected = {f"s{i:02d}": ws.many_frames[f"m{i % 20:02d}"] for i in range(60)}
+    expected = {f"s{i:02d}": ws.reference("many")[1][f"m{i % 20:02d}"] for i in range(60)}
     d = ws.fresh("sigint-extract")
     out = d / "frames.h5"
     failed_tsv = d / "frames.failed.tsv"
@@ -385,7 +385,7 @@ def _same_emb(a: dict, b: dict) -> bool:
 
 @case("SIGINT encode of own videos half-way, then the same command again")
 def _(ws):
-    frames = ws.many_store
+    frames = ws.reference("many")[0]
 
     def args(out: Path) -> list:
         return ["encode", "--frames", frames, "--out", out, "--clip", "tiny", "--pretrained", "none", "--batch-size", 1,

@@ -258,7 +258,7 @@ def _(ws):
 
 
 def _frames(ws: Workspace) -> Path:
-    return ws.clips_store  # six 2 s clips stored at 2 fps
+    return ws.reference("clips")[0]  # six 2 s clips stored at 2 fps
 
 
 @case("encode --window far below one frame interval")
