@@ -280,14 +280,18 @@ class Workspace:
         d.mkdir(parents=True)
         return d
 
+    def noise_set(self, folder: str, names: list[str], *, first_seed: int = 0, frames: int = 20) -> Path:
+        """``root/folder/NAME.mp4`` for each name: small videos of random pixels at 10 fps, seeded in turn."""
+        d = self.root / folder
+        d.mkdir()
+        for i, name in enumerate(names):
+            noise_video(d / f"{name}.mp4", seed=first_seed + i, frames=frames)
+        return d
+
     @cached_property
     def clips(self) -> Path:
         """Six small videos of random pixels, 2 s each at 10 fps."""
-        d = self.root / "clips"
-        d.mkdir()
-        for i in range(6):
-            noise_video(d / f"clip{i}.mp4", seed=i)
-        return d
+        return self.noise_set("clips", [f"clip{i}" for i in range(6)])
 
     def reference_store(self, videos: Path, name: str) -> Path:
         """``videos`` extracted at 2 fps, 32 px, raw, in one uninterrupted run: the answer a case compares with."""
@@ -341,11 +345,7 @@ class Workspace:
     @cached_property
     def many(self) -> Path:
         """20 distinct small videos (for kills and two writers)."""
-        d = self.root / "many"
-        d.mkdir()
-        for i in range(20):
-            noise_video(d / f"m{i:02d}.mp4", seed=100 + i, frames=30)
-        return d
+        return self.noise_set("many", [f"m{i:02d}" for i in range(20)], first_seed=100, frames=30)
 
     @cached_property
     def big(self) -> Path:
